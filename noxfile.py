@@ -1,0 +1,40 @@
+"""Sessions: tests, lint, typecheck, docker, bench.
+
+Torch is pinned to the CPU build these machines carry (an unpinned torch pulls
+a multi-GB CUDA build); the Docker image pins its own CUDA torch.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+CPU_TORCH = "torch==2.13.0"
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    session.install(CPU_TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (real trainer, real hub client, real processes)."""
+    install_project(session, "test")
+    session.run("pytest", "-ra", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "harness", "tests", "noxfile.py", "benchmarks")
+    session.run("ruff", "format", "--check", "harness", "tests", "noxfile.py", "benchmarks")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    install_project(session, "dev")
+    session.run("mypy")
