@@ -497,11 +497,22 @@ def check_submission_json(rec: Record) -> list[Finding]:
     rule = "submission_json"
     if rec.submission is None:
         return [Finding(rule, FAIL, f"{SUBMISSION_FILE}: {rec.submission_error}", SUBMISSION_FILE)]
+    bpb = rec.submission.get("val_bpb")
+    if _number(bpb) is None:
+        return [
+            Finding(
+                rule,
+                FAIL,
+                f"well-formed, but claims no score: val_bpb is {bpb!r}, expected a number",
+                SUBMISSION_FILE,
+                (_claim_evidence("val_bpb", bpb),),
+            )
+        ]
     return [
         Finding(
             rule,
             PASS,
-            "well-formed JSON object",
+            "well-formed JSON object with a val_bpb",
             SUBMISSION_FILE,
             (Evidence(len(rec.submission), SUBMISSION_FILE, None, "fields"),),
         )
@@ -667,7 +678,20 @@ def check_track(rec: Record) -> list[Finding]:
     return [Finding(rule, PASS, f"{track} ({source})", evidence=tuple(ev))]
 
 
-def _sha256(path: Path) -> str | None:
+def _inside(rec: Record, name: object) -> Path | None:
+    """``name`` as a path inside the folder, or None (absolute, ``..``, or not a string)."""
+    if not isinstance(name, str) or not name:
+        return None
+    target = rec.path / name
+    try:
+        return target if target.resolve().is_relative_to(rec.path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
     if not _is_regular(path):
         return None
     h = hashlib.sha256()
@@ -687,12 +711,11 @@ def check_file_integrity(rec: Record) -> list[Finding]:
         return [Finding(rule, NOT_VERIFIABLE, "submission.json lists no file hashes (files)")]
     out = []
     for name, meta in sorted(listed.items()):
-        target = rec.path / name
+        target = _inside(rec, name)
         if not isinstance(meta, dict):
             out.append(Finding(rule, FAIL, "entry is not an object with bytes and sha256", name))
             continue
-        inside = target.resolve().is_relative_to(rec.path)
-        if not inside or not _is_regular(target):
+        if target is None or not _is_regular(target):
             out.append(Finding(rule, FAIL, "listed in submission.json files but missing", name))
             continue
         size, digest = target.stat().st_size, _sha256(target)
@@ -724,7 +747,7 @@ def check_code_identity(rec: Record) -> list[Finding]:
             if code.get("packed") and isinstance(code.get("source_file"), str)
             else code_name
         )
-        src = rec.path / str(src_name)
+        src = _inside(rec, src_name)
         digest = _sha256(src)
         want = code.get("source_sha256")
         if digest is None:
@@ -751,8 +774,8 @@ def check_code_identity(rec: Record) -> list[Finding]:
             )
         counted = code.get("counted_file")
         if isinstance(counted, str):
-            cpath = rec.path / counted
-            size = cpath.stat().st_size if _is_regular(cpath) else None
+            cpath = _inside(rec, counted)
+            size = cpath.stat().st_size if cpath is not None and _is_regular(cpath) else None
             want_bytes = _integer(code.get("counted_bytes"))
             verdict = PASS if size is not None and size == want_bytes else FAIL
             out.append(
@@ -769,7 +792,7 @@ def check_code_identity(rec: Record) -> list[Finding]:
         files = run.result.get("code_files") if run.result else None
         if isinstance(files, dict):
             for name, meta in files.items():
-                digest = _sha256(rec.path / name)
+                digest = _sha256(_inside(rec, name))
                 want = meta.get("sha256") if isinstance(meta, dict) else None
                 if digest is None:
                     out.append(

@@ -1,0 +1,338 @@
+"""`pgolf check`: every rule of a record folder, verified from its own files, never running its code.
+
+The leaderboard-style folders under tests/data/records are hand-written in the styles of the
+challenge's folders. Tampering with one fact at a time must be caught by the rule named for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.check import CHECK_RULES, FAIL, NOT_VERIFIABLE, PASS, CheckReport, check_record
+from harness.cli import main as cli_main
+from harness.rules import RULES
+
+RECORDS = Path(__file__).parent / "data" / "records"
+PHASED = RECORDS / "track_10min_16mb" / "2026-04-20_PhasedTTTStyle_1.0601"
+EARLY = RECORDS / "track_10min_16mb" / "2026-03-17_EarlyStyleBaseline"
+MID = RECORDS / "track_non_record_16mb" / "2026-03-24_Int6SlidingWindowStyle"
+
+
+def copy_record(src: Path, tmp_path: Path, name: str | None = None) -> Path:
+    dst = tmp_path / "records" / src.parent.name / (name or src.name)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_json(path: Path, change: Callable[[dict], None]) -> None:
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj, indent=2))
+
+
+def edit_text(path: Path, pattern: str, repl: str) -> None:
+    text = path.read_text()
+    new, n = re.subn(pattern, repl, text, flags=re.MULTILINE)
+    assert n >= 1, f"{pattern!r} not found in {path}"
+    path.write_text(new)
+
+
+def no_checker_errors(report: CheckReport) -> None:
+    errors = [f for f in report.findings if "checker error" in f.detail]
+    assert not errors, errors
+
+
+def verdicts(report: CheckReport, rule: str) -> list[str]:
+    return [f.verdict for f in report.findings if f.rule == rule]
+
+
+# ---------------------------------------------------------------- leaderboard-style folders
+
+
+def test_three_seed_leaderboard_style_folder_passes_and_every_number_is_checked() -> None:
+    report = check_record(PHASED)
+    no_checker_errors(report)
+    assert report.ok, [f for f in report.findings if f.verdict == FAIL]
+    for rule in (
+        "required_files",
+        "seed_logs",
+        "seed_count",
+        "submission_schema",
+        "folder_name",
+        "date",
+        "track",
+        "code_identity",
+        "seed_scores",
+        "mean_std",
+        "artifact_bytes",
+        "train_time",
+        "eval_time",
+        "seed_steps",
+        "statistics",
+    ):
+        assert report.rule_verdict(rule) == PASS, (rule, [f for f in report.findings if f.rule == rule])
+    # Evidence points at the line of the log the number came from.
+    score = next(f for f in report.findings if f.rule == "seed_scores" and f.subject == "seed 42 val_bpb")
+    log_ev = next(e for e in score.evidence if e.file == "train_seed42.log")
+    line = (PHASED / "train_seed42.log").read_text().splitlines()[log_ev.line - 1]
+    assert line.startswith("quantized_ttt_phased val_loss:2.31872252 val_bpb:1.05956571")
+    # Without harness hashes or results, those rules say so rather than pass.
+    assert report.rule_verdict("file_integrity") == NOT_VERIFIABLE
+    assert report.rule_verdict("harness_results") == NOT_VERIFIABLE
+
+
+def test_early_single_log_folder_is_read_and_fails_only_the_rules_it_breaks() -> None:
+    report = check_record(EARLY)
+    no_checker_errors(report)
+    assert not report.ok
+    # One train.log, no train_seed<SEED>.log, one seed on a record track: today's rules fail it...
+    assert report.failed_rules() == ["seed_count", "seed_logs"]
+    # ...but its numbers are still read from train.log (seed from its "seed:1337" line) and verified.
+    for rule in ("seed_scores", "artifact_bytes", "train_time", "eval_time", "code_identity", "date"):
+        assert report.rule_verdict(rule) == PASS, rule
+    assert any("train.log" in n for n in report.notes)
+    # No baseline, no p-value: the significance rule cannot be verified, and says so.
+    assert report.rule_verdict("statistics") == NOT_VERIFIABLE
+
+
+def test_single_seed_non_record_folder_passes() -> None:
+    report = check_record(MID)
+    no_checker_errors(report)
+    assert report.ok
+    assert report.rule_verdict("seed_count") == PASS  # non-record track: one seed is fine
+    assert report.rule_verdict("mean_std") == PASS  # one seed: null stds are right
+
+
+# ---------------------------------------------------------------- tampering, one fact at a time
+
+
+def _tamper_seed_score(d: Path) -> None:
+    edit_json(
+        d / "submission.json",
+        lambda s: s["seed_results"]["0"].update(val_bpb=s["seed_results"]["0"]["val_bpb"] - 0.001),
+    )
+
+
+def _tamper_log_score(d: Path) -> None:
+    edit_text(
+        d / "train_seed1234.log",
+        r"^quantized_ttt_phased val_loss:2.31967403 val_bpb:1.06000047",
+        "quantized_ttt_phased val_loss:2.31967403 val_bpb:1.06100047",
+    )
+
+
+def _tamper_mean(d: Path) -> None:
+    edit_json(d / "submission.json", lambda s: s.update(val_bpb=round(s["val_bpb"] - 0.0005, 8)))
+
+
+def _tamper_log_size(d: Path) -> None:
+    edit_text(
+        d / "train_seed0.log",
+        r"^Total submission size quantized\+pergroup: \d+ bytes",
+        "Total submission size quantized+pergroup: 16000001 bytes",
+    )
+
+
+def _tamper_claimed_size(d: Path) -> None:
+    edit_json(
+        d / "submission.json",
+        lambda s: s["seed_results"]["42"].update(
+            artifact_bytes=s["seed_results"]["42"]["artifact_bytes"] - 1000
+        ),
+    )
+
+
+def _tamper_remove_log(d: Path) -> None:
+    (d / "train_seed1234.log").unlink()
+
+
+def _tamper_train_time(d: Path) -> None:
+    edit_text(d / "train_seed42.log", r"train_time: 592124ms", "train_time: 600412ms")
+
+
+def _tamper_eval_time(d: Path) -> None:
+    edit_text(d / "train_seed0.log", r"^total_eval_time:515.3s", "total_eval_time:612.0s")
+
+
+def _tamper_p_value(d: Path) -> None:
+    edit_json(d / "submission.json", lambda s: s.update(p_value=0.004))
+
+
+def _tamper_track(d: Path) -> None:
+    edit_json(d / "submission.json", lambda s: s.update(track="non_record_16mb"))
+
+
+def _tamper_date(d: Path) -> None:
+    edit_json(d / "submission.json", lambda s: s.update(date="2026-04-27"))
+
+
+def _tamper_code(d: Path) -> None:
+    with open(d / "train_gpt.py", "a") as fh:
+        fh.write("# edited after the run\n")
+
+
+def _tamper_log_seed(d: Path) -> None:
+    edit_text(d / "train_seed0.log", r"^  seed: 0$", "  seed: 7")
+
+
+def _tamper_steps(d: Path) -> None:
+    edit_json(d / "submission.json", lambda s: s["seed_results"]["42"].update(steps=5100))
+
+
+def _tamper_missing_readme(d: Path) -> None:
+    (d / "README.md").unlink()
+
+
+def _tamper_bad_json(d: Path) -> None:
+    (d / "submission.json").write_text('{"val_bpb": 1.06,\n  "seeds": [42, 0, 1234]\n')
+
+
+TAMPERS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("claimed seed score", _tamper_seed_score, "seed_scores"),
+    ("score in a log", _tamper_log_score, "seed_scores"),
+    ("claimed mean", _tamper_mean, "mean_std"),
+    ("size in a log over the cap", _tamper_log_size, "artifact_bytes"),
+    ("claimed size", _tamper_claimed_size, "artifact_bytes"),
+    ("a seed log removed", _tamper_remove_log, "seed_logs"),
+    ("training time over the limit", _tamper_train_time, "train_time"),
+    ("eval time over the limit", _tamper_eval_time, "eval_time"),
+    ("p-value", _tamper_p_value, "statistics"),
+    ("track vs folder", _tamper_track, "track"),
+    ("date vs folder", _tamper_date, "date"),
+    ("code edited after the run", _tamper_code, "code_identity"),
+    ("log of another seed", _tamper_log_seed, "seed_logs"),
+    ("claimed steps", _tamper_steps, "seed_steps"),
+    ("README missing", _tamper_missing_readme, "required_files"),
+    ("malformed submission.json", _tamper_bad_json, "submission_json"),
+]
+
+
+@pytest.mark.parametrize(("what", "tamper", "rule"), TAMPERS, ids=[t[0] for t in TAMPERS])
+def test_tampering_is_caught_by_the_rule_named_for_it(
+    tmp_path: Path, what: str, tamper: Callable[[Path], None], rule: str
+) -> None:
+    d = copy_record(PHASED, tmp_path)
+    assert check_record(d).ok  # the untouched copy passes
+    tamper(d)
+    report = check_record(d)
+    no_checker_errors(report)
+    assert not report.ok, what
+    assert rule in report.failed_rules(), (what, report.failed_rules())
+
+
+def test_bad_folder_names_fail_folder_name(tmp_path: Path) -> None:
+    for i, name in enumerate(
+        ["PhasedTTT_2026-04-20", "2026-13-40_BadDate", "2026-04-20_", "2026-04-20 spaces"]
+    ):
+        d = copy_record(PHASED, tmp_path / str(i), name)
+        report = check_record(d)
+        no_checker_errors(report)
+        assert "folder_name" in report.failed_rules(), name
+
+
+def test_population_std_is_named_in_the_failure(tmp_path: Path) -> None:
+    d = copy_record(PHASED, tmp_path)
+    losses = [2.31872252, 2.32093140, 2.31967403]
+    m = sum(losses) / 3
+    pop = (sum((x - m) ** 2 for x in losses) / 3) ** 0.5
+    edit_json(d / "submission.json", lambda s: s.update(val_loss_std=round(pop, 8)))
+    report = check_record(d)
+    finding = next(f for f in report.findings if f.rule == "mean_std" and f.subject == "val_loss_std")
+    assert finding.verdict == FAIL and "ddof=0" in finding.detail
+
+
+def test_an_insignificant_record_claim_fails_statistics(tmp_path: Path) -> None:
+    # Baseline only 0.004 nats worse than the mean: below the 0.005 margin, so no record.
+    d = copy_record(PHASED, tmp_path)
+    edit_json(d / "submission.json", lambda s: (s.update(delta_vs_leaderboard_nats=-0.004), s.pop("p_value")))
+    report = check_record(d)
+    claim = next(f for f in report.findings if f.rule == "statistics" and f.subject == "record claim")
+    assert claim.verdict == FAIL and "not significant" in claim.detail
+
+
+# ---------------------------------------------------------------- odd files never crash it
+
+
+def test_odd_files_do_not_crash_the_checker(tmp_path: Path) -> None:
+    d = copy_record(PHASED, tmp_path)
+    (d / "train_seed42.log").write_bytes(os.urandom(20_000))  # binary junk
+    (d / "train_seed0.log").write_bytes(
+        b"\xff\xfe" + b"A" * 300_000 + b"\n" + b"\x80abc\n"
+    )  # bad UTF-8, huge line
+    (d / "train_seed1234.log").unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(d / "train_seed1234.log")  # a FIFO must not block the checker
+    (d / "notes.log").write_bytes(b"\x00" * 1000)
+    (d / "README.md").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    report = check_record(d)
+    no_checker_errors(report)
+    assert not report.ok
+    # The scores of unreadable logs cannot be verified; nothing is invented for them.
+    assert "seed_logs" in report.failed_rules()
+    assert NOT_VERIFIABLE in verdicts(report, "seed_scores")
+
+
+@pytest.mark.parametrize(
+    "submission",
+    [
+        "[1, 2, 3]",
+        '"just a string"',
+        "{}",
+        '{"seeds": "42,0", "seed_results": [1, 2], "val_bpb": "1.06", "date": 20260420, "track": 7}',
+        '{"seeds": [42, 0, 1234], "seed_results": {"42": null, "0": "x", "1234": {"val_bpb": NaN}}, "p_value": "tiny"}',
+        '{"seeds": [42, true, 1.5, -3], "bytes_total": 1e300, "artifact_bytes_max": "big", "files": {"a": 1, "../../etc/passwd": {"bytes": 1, "sha256": "x"}}}',
+        '{"code": {"packed": true, "source_file": 5, "counted_file": "../../../../etc/hostname"}, "statistics": []}',
+        "[" * 100_000,
+        "",
+    ],
+)
+def test_odd_submission_json_does_not_crash(tmp_path: Path, submission: str) -> None:
+    d = copy_record(PHASED, tmp_path)
+    (d / "submission.json").write_text(submission)
+    report = check_record(d)
+    no_checker_errors(report)
+    assert not report.ok
+    assert {f.rule for f in report.findings} == {r.name for r in CHECK_RULES}
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_table_and_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["check", str(PHASED)]) == 0
+    out = capsys.readouterr().out
+    assert "seed_scores" in out and "OK" in out
+
+    assert cli_main(["check", str(EARLY), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["verdict"] == FAIL
+    by_rule = {r["name"]: r["verdict"] for r in report["rules"]}
+    assert by_rule["seed_logs"] == FAIL and by_rule["seed_scores"] == PASS
+    assert set(by_rule) == {r.name for r in CHECK_RULES}
+    ev = next(f for f in report["findings"] if f["rule"] == "artifact_bytes" and f["subject"] == "seed 1337")
+    assert ev["evidence"][0]["file"] == "train.log" and isinstance(ev["evidence"][0]["line"], int)
+
+    assert cli_main(["check", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert "not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_checker_never_writes_into_the_folder(tmp_path: Path) -> None:
+    d = copy_record(PHASED, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in d.rglob("*")}
+    check_record(d)
+    assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == before
+
+
+def test_limits_come_from_rules() -> None:
+    # The rule descriptions quote RULES, not numbers of their own.
+    desc = {r.name: r.description for r in CHECK_RULES}
+    assert f"{RULES.artifact_cap_bytes:,}" in desc["artifact_bytes"]
+    assert f"{RULES.train_time_limit_s:g}" in desc["train_time"]

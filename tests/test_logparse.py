@@ -1,0 +1,228 @@
+"""harness.logparse: the facts of a training log, each with its line number, from any trainer's style."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.logparse import MAX_LINE_CHARS, decimals_of, parse_log, read_log
+from harness.protocol import (
+    EV_ARTIFACT,
+    EV_EVAL_END,
+    EV_EVAL_START,
+    EV_STEP,
+    EV_TRAIN_END,
+    EV_TRAIN_START,
+    format_event,
+)
+
+RECORDS = Path(__file__).parent / "data" / "records"
+EARLY = RECORDS / "track_10min_16mb" / "2026-03-17_EarlyStyleBaseline" / "train.log"
+PHASED = RECORDS / "track_10min_16mb" / "2026-04-20_PhasedTTTStyle_1.0601" / "train_seed42.log"
+MID = RECORDS / "track_non_record_16mb" / "2026-03-24_Int6SlidingWindowStyle" / "train_seed7.log"
+
+
+def line_of(path: Path, needle: str) -> int:
+    """1-based number of the last line of ``path`` containing ``needle``."""
+    hits = [i for i, line in enumerate(path.read_text().splitlines(), start=1) if needle in line]
+    assert hits, f"{needle!r} not in {path}"
+    return hits[-1]
+
+
+def test_early_style_log_final_exact_metric_sizes_and_times() -> None:
+    facts = read_log(EARLY)
+    assert facts.final is not None
+    # The _exact line refines the rounded line before it: its digits, the rounded line's eval time.
+    assert facts.final.label == "final_int8_zlib_roundtrip_exact"
+    assert facts.final.val_bpb == pytest.approx(1.22468311, abs=0)
+    assert facts.final.val_loss == pytest.approx(2.07312604, abs=0)
+    assert facts.final.line == line_of(EARLY, "final_int8_zlib_roundtrip_exact")
+    assert facts.eval_time_ms is not None and facts.eval_time_ms.value == 1398.0
+    assert facts.eval_time_ms.line == line_of(EARLY, "final_int8_zlib_roundtrip val_loss")
+    # The compressed artifact, not the raw "Total submission size: 67... bytes" printed first.
+    assert facts.artifact_bytes is not None
+    assert facts.artifact_bytes.line == line_of(EARLY, "Total submission size int8+zlib")
+    assert facts.artifact_bytes.label == "int8+zlib"
+    code_size = (EARLY.parent / "train_gpt.py").stat().st_size
+    assert facts.code_bytes is not None and facts.code_bytes.value == code_size
+    assert facts.artifact_bytes.value == 15_815_847 + code_size
+    assert facts.train_time_ms is not None and facts.train_time_ms.value == 599412.0
+    assert facts.train_time_ms.label == "stopping_early"
+    assert facts.steps is not None and facts.steps.value == 13772
+    assert facts.planned_steps is not None and facts.planned_steps.value == 20000
+    assert facts.step_avg_ms is not None and facts.step_avg_ms.value == 43.52
+    assert facts.seed is not None and facts.seed.value == 1337
+    assert facts.stopped_early is not None and facts.stopped_early.value == "wallclock_cap"
+
+
+def test_phased_ttt_style_log_diagnostics_are_never_the_final_score() -> None:
+    facts = read_log(PHASED)
+    labels = [m.label for m in facts.metrics]
+    assert labels == [
+        "diagnostic pre-quantization post-ema",
+        "diagnostic quantized",
+        "quantized_ttt_phased",
+    ]
+    assert [m.diagnostic for m in facts.metrics] == [True, True, False]
+    assert facts.final is not None and facts.final.label == "quantized_ttt_phased"
+    assert facts.final.val_bpb == 1.05956571 and facts.final.bpb_decimals == 8
+    # total_eval_time wins over the final line's own eval_time (it covers every eval pass).
+    assert facts.eval_time_ms is not None and facts.eval_time_ms.value == pytest.approx(517_000.0)
+    assert facts.eval_time_ms.label == "total_eval_time"
+    assert facts.train_time_ms is not None and facts.train_time_ms.value == 592124.0
+    assert facts.steps is not None and facts.steps.value == 4844
+    # No step_avg printed: derived from train_time / steps, and labelled so.
+    assert facts.step_avg_ms is not None and facts.step_avg_ms.label == "train_time / steps"
+    assert facts.step_avg_ms.value == pytest.approx(592124 / 4844)
+    assert facts.seed is not None and facts.seed.value == 42  # "  seed: 42" in the hyperparameter dump
+    assert facts.val_tokens is not None and facts.val_tokens.value == 47853343
+    assert facts.artifact_bytes is not None and facts.artifact_bytes.label == "quantized+pergroup"
+
+
+def test_sliding_window_exact_is_final_over_the_roundtrip_metric() -> None:
+    facts = read_log(MID)
+    assert facts.final is not None and facts.final.label == "final_int6_sliding_window_exact"
+    assert facts.final.val_bpb == 1.1336734
+    assert facts.eval_time_ms is not None and facts.eval_time_ms.value == 68754.0
+    assert [m.label for m in facts.metrics] == [
+        "final_int6_roundtrip_exact",
+        "final_int6_sliding_window_exact",
+    ]
+
+
+def test_periodic_validation_and_training_lines_in_both_step_styles() -> None:
+    text = "\n".join(
+        [
+            "step:0/20000 val_loss:6.9370 val_bpb:4.0978 train_time:0ms step_avg:0.01ms",
+            "step:200/20000 train_loss:2.8041 train_time:8677ms step_avg:43.38ms",
+            "step:400/20000 val_loss:2.5687 val_bpb:1.5174 train_time:17382ms step_avg:43.45ms",
+        ]
+    )
+    facts = parse_log(text)
+    assert facts.final is None  # periodic validation is not a final score
+    assert facts.metrics == []
+    assert facts.steps is not None and (facts.steps.value, facts.steps.line) == (400, 3)
+    assert facts.train_time_ms is not None and facts.train_time_ms.value == 17382.0
+    newer = parse_log(
+        "500/20000 train_loss: 3.3964 train_time: 0.9m tok/s: 7669991\n4000/20000 train_loss: 2.8961 train_time: 8.0m tok/s: 6566690"
+    )
+    assert newer.steps is not None and newer.steps.value == 4000
+    assert newer.train_time_ms is not None and newer.train_time_ms.value == pytest.approx(8.0 * 60_000)
+    assert parse_log("warmup_step:3/20\nwarmup_step: 4/20").steps is None
+
+
+def test_source_code_printed_at_the_top_of_a_log_never_matches() -> None:
+    code = "\n".join(
+        [
+            '    log0(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f}")',
+            '    log0(f"final_int8_zlib_roundtrip val_loss:{q_val_loss:.4f} val_bpb:{q_val_bpb:.4f}")',
+            '    log0(f"stopping_early: wallclock_cap train_time:{training_time_ms:.0f}ms step:{step}")',
+            '    log0(f"Total submission size int8+zlib: {quant_file_bytes + code_bytes} bytes")',
+            '    log0(f"seed:{args.seed}")',
+            '    log0(f"total_eval_time:{elapsed:.1f}s")',
+        ]
+    )
+    facts = parse_log(code)
+    assert facts.final is None and facts.metrics == []
+    assert facts.artifact_bytes is None and facts.seed is None and facts.eval_time_ms is None
+    assert facts.train_time_ms is None and facts.steps is None
+
+
+def test_a_raw_size_printed_after_the_compressed_one_does_not_replace_it() -> None:
+    facts = parse_log(
+        "Total submission size int6+brotli: 15900000 bytes\nTotal submission size: 67000000 bytes"
+    )
+    assert facts.artifact_bytes is not None and facts.artifact_bytes.value == 15_900_000
+    facts = parse_log(
+        "Total submission size: 67000000 bytes\nTotal submission size int6+brotli: 15,900,000 bytes"
+    )
+    assert facts.artifact_bytes is not None and (facts.artifact_bytes.value, facts.artifact_bytes.line) == (
+        15_900_000,
+        2,
+    )
+
+
+def test_native_protocol_events() -> None:
+    lines = [
+        "seed:42",
+        format_event(EV_TRAIN_START, t=10.0),
+        format_event(EV_STEP, step=1, train_loss=9.1, step_ms=120.5),
+        format_event(EV_TRAIN_END, step=4850, t=600.0 + 10.0 - 0.5),
+        format_event(EV_ARTIFACT, bytes=15_900_123),
+        format_event(EV_EVAL_START, t=700.0),
+        format_event(
+            EV_EVAL_END, val_loss=2.3194421234, val_bpb=1.0598945412, val_tokens=10, val_bytes=31, t=1180.25
+        ),
+        ":::PGOLF {not json",
+    ]
+    facts = parse_log("\n".join(lines))
+    assert "pgolf" in facts.styles
+    assert facts.final is not None and facts.final.line == 7
+    assert facts.final.val_bpb == 1.0598945412  # JSON numbers keep every digit
+    assert facts.final.bpb_decimals == 10
+    assert facts.steps is not None and facts.steps.value == 4850
+    assert facts.step_avg_ms is not None and facts.step_avg_ms.value == 120.5
+    assert facts.artifact_bytes is not None and facts.artifact_bytes.value == 15_900_123
+    assert facts.train_time_ms is not None and facts.train_time_ms.value == pytest.approx(599_500.0)
+    assert facts.eval_time_ms is not None and facts.eval_time_ms.value == pytest.approx(480_250.0)
+    assert [e.label for e in facts.events] == [
+        EV_TRAIN_START,
+        EV_STEP,
+        EV_TRAIN_END,
+        EV_ARTIFACT,
+        EV_EVAL_START,
+        EV_EVAL_END,
+    ]
+    assert any("line 8" in w for w in facts.warnings)
+
+
+def test_decimals_of() -> None:
+    assert decimals_of("1.2244") == 4
+    assert decimals_of("1.22436570") == 8
+    assert decimals_of("2") == 0
+    assert decimals_of("1e-3") == 3
+    assert decimals_of("1.5e-05") == 6
+
+
+def test_odd_files_are_read_as_far_as_they_make_sense(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.log"
+    junk.write_bytes(
+        os.urandom(4096)
+        + b"\nfinal_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.2\n"
+        + b"\xff\xfe\x00" * 100
+    )
+    facts = read_log(junk)
+    assert facts.final is not None and facts.final.val_bpb == 1.2
+    assert any("UTF-8" in w for w in facts.warnings)
+
+    huge = tmp_path / "huge.log"
+    huge.write_text(
+        "x" * (MAX_LINE_CHARS * 50) + "\nquantized_ttt_phased val_loss:2.3 val_bpb:1.06 eval_time:500000ms\n"
+    )
+    facts = read_log(huge)
+    assert facts.final is not None and facts.final.line == 2
+    assert any("longer than" in w for w in facts.warnings)
+
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert read_log(empty).final is None
+
+    missing = read_log(tmp_path / "missing.log")
+    assert missing.final is None and missing.warnings
+
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo.log"
+        os.mkfifo(fifo)
+        facts = read_log(fifo)  # must not block waiting for a writer
+        assert facts.final is None and any("not a regular file" in w for w in facts.warnings)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=400))
+def test_parse_log_never_raises(text: str) -> None:
+    parse_log(text)
+    parse_log("step:1/2 train_loss:" + text + "\nfinal val_loss:" + text + " val_bpb:1.0\n" + text)
