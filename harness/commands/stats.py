@@ -3,15 +3,105 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from harness.commands import add_not_built_parser, not_built
+from rich.console import Console
+from rich.table import Table
+
+from harness.package import load_scores
+from harness.rules import RULES
+from harness.stats import full_statistics
 
 HELP = "statistics of a run or record folder: mean, std, t-test, seeds needed"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    add_not_built_parser(subparsers, "stats", HELP)
+    p = subparsers.add_parser("stats", help=HELP, description=HELP)
+    p.add_argument(
+        "path",
+        type=Path,
+        metavar="RUN_DIR|RECORD_DIR",
+        help="a run directory (seed*/result.json) or a record folder (submission.json)",
+    )
+    p.add_argument(
+        "--baseline-bpb",
+        type=float,
+        default=None,
+        help="val_bpb to beat (default: the record folder's comparison_baseline_bpb)",
+    )
+    p.add_argument(
+        "--baseline-loss",
+        type=float,
+        default=None,
+        help="val_loss (nats) to beat; derived from the bpb baseline when not given",
+    )
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
-    return not_built("stats", 4)
+    scores = load_scores(args.path)
+    baseline_bpb = args.baseline_bpb
+    baseline_loss = args.baseline_loss
+    if baseline_bpb is None and baseline_loss is None:
+        baseline_bpb, baseline_loss = scores.baseline_bpb, scores.baseline_loss
+    st = full_statistics(
+        scores.val_losses, scores.val_bpbs, baseline_bpb=baseline_bpb, baseline_loss=baseline_loss
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "source": scores.source,
+                    "seeds": scores.seeds,
+                    "val_loss": scores.val_losses,
+                    "val_bpb": scores.val_bpbs,
+                    "notes": scores.notes,
+                    **st,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"per-seed scores ({scores.source})")
+    table.add_column("seed", justify="right")
+    table.add_column("val_loss (nats)", justify="right")
+    table.add_column("val_bpb", justify="right")
+    for seed, loss, bpb in zip(scores.seeds, scores.val_losses, scores.val_bpbs, strict=True):
+        table.add_row(str(seed), f"{loss:.6f}", f"{bpb:.6f}")
+    console.print(table)
+    for note in scores.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+
+    def pm(mean: float, std: float | None, se: float | None) -> str:
+        if std is None or se is None:
+            return f"{mean:.6f} (one seed: no spread)"
+        return f"{mean:.6f} ± {std:.6f} (sample std), standard error {se:.6f}"
+
+    console.print(f"n = {st['n']}")
+    console.print(f"val_loss {pm(st['val_loss_mean'], st['val_loss_std'], st['val_loss_se'])}")
+    console.print(f"val_bpb  {pm(st['val_bpb_mean'], st['val_bpb_std'], st['val_bpb_se'])}")
+    if st["baseline_loss"] is None:
+        console.print("no baseline (--baseline-bpb / --baseline-loss): record test not run")
+        return 0
+    delta = st["val_loss_mean"] - st["baseline_loss"]
+    console.print(
+        f"baseline val_loss {st['baseline_loss']:.6f} nats ({st['baseline_loss_source']}), "
+        f"val_bpb {st['baseline_bpb']:.6f}; mean delta {delta:+.6f} nats"
+    )
+    console.print(f"H0: mean val_loss >= baseline - {RULES.record_margin_nats} nats; {st['test']}")
+    if st["p_value"] is None:
+        console.print("p-value: needs at least two seeds")
+    else:
+        t = "" if st["t_statistic"] is None else f"t = {st['t_statistic']:.4f}, "
+        verdict = "[green]significant[/green]" if st["significant"] else "[red]not significant[/red]"
+        console.print(f"{t}df = {st['df']}, p = {st['p_value']:.4g}: {verdict} at p < {st['alpha']}")
+    if st["seeds_needed"] is not None:
+        console.print(f"seeds needed at p < {st['alpha']} for this mean and spread: {st['seeds_needed']}")
+    elif st["n"] >= 2:
+        console.print(
+            f"no number of seeds makes this a record: the mean does not beat the baseline "
+            f"by {RULES.record_margin_nats} nats"
+        )
+    return 0
