@@ -1,0 +1,841 @@
+"""Download a data variant from the Hugging Face Hub: parallel, resumable, verified (DESIGN §2).
+
+How it works, and why (the client's own download helpers do not cover these, measured on
+huggingface_hub 2.x):
+
+- One ``dataset_info`` call resolves the revision to a commit; listings at that commit give every
+  file's size and sha256 (the LFS oid) or git blob id. Files are then fetched straight from the
+  ``resolve`` URL at that commit with the client's ``http_get``, several at a time: no per-file
+  HEAD round trip, and every file comes from the same commit.
+- Each download goes to ``DATA_DIR/.pgolf-fetch/partial/<hash>.part`` and is resumed with a Range
+  request on the next attempt or the next run: the client deletes a partial file when a call
+  fails, so a killed or failed fetch would otherwise restart at byte 0.
+- 5xx answers and transport errors are retried a bounded number of times (the client does not
+  retry a 5xx on a file GET); a file whose sha256 is wrong is fetched again once, then it is an
+  error (the client only compares sizes).
+- Nothing goes to the default HF cache: HF_HOME (unless set) and the cache folders point under
+  DATA_DIR/.pgolf-fetch, telemetry is off, and huggingface_hub is imported only after that
+  (it reads its environment at import time). The endpoint is passed explicitly.
+- The result is ``DATA_DIR/<dataset>.lock.json``: repo, resolved commit, and every file with its
+  size and sha256. It holds no timestamps, so the same data always gives the same lock file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from harness import __version__
+from harness.errors import PgolfError
+from harness.rules import RULES
+from harness.shards import ShardError, read_header, shard_kind, sidecar_name, validate_shard
+from harness.variants import Variant, get_variant
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+REPO_TYPE = "dataset"
+STATE_DIR = ".pgolf-fetch"
+LOCK_SCHEMA = 1
+HASH_BLOCK = 8 << 20
+# Left free after the download, so the fetch does not fill the disk to the last byte.
+DISK_RESERVE_BYTES = 256 << 20
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+T = TypeVar("T")
+
+
+@dataclass
+class FetchOptions:
+    data_dir: Path
+    variant: str = "caseops"
+    train_shards: int | None = None  # None: every train shard of the repo
+    repo_id: str | None = None
+    revision: str = "main"
+    endpoint: str | None = None  # None: HF_ENDPOINT, else the public Hub
+    token: str | None = None  # None: HF_TOKEN / the stored login, as the client finds it
+    workers: int = 8
+    retries: int = 4
+    backoff_s: float = 1.0
+    offline: bool | None = None  # None: HF_HUB_OFFLINE
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    repo_path: str
+    local: str  # relative to DATA_DIR, posix
+    kind: str  # train | val | val_bytes | tokenizer | manifest
+    size: int
+    sha256: str | None  # LFS files: the repo publishes it
+    git_oid: str | None  # other files: the git blob id, checked instead
+
+    @property
+    def key(self) -> str:
+        return self.sha256 or self.git_oid or re.sub(r"[^A-Za-z0-9._-]", "_", self.repo_path)
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    path: str
+    repo_path: str
+    kind: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class FetchResult:
+    lock_path: Path
+    repo_id: str
+    revision: str
+    files: list[LockEntry]
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    reused_files: int = 0
+    repaired_files: int = 0
+    offline: bool = False
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class _Stats:
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    repaired_files: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Cancelled(Exception):
+    """Raised inside a download when the fetch is being stopped (Ctrl-C or another file failed)."""
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+
+def is_offline(flag: bool | None = None) -> bool:
+    if flag is not None:
+        return flag
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in TRUE_VALUES
+
+
+def lock_path_for(data_dir: Path, variant: Variant) -> Path:
+    return Path(data_dir) / f"{variant.dataset}.lock.json"
+
+
+def hash_file(path: Path, git: bool = False) -> tuple[str, str | None]:
+    """sha256 of the file and, when ``git``, its git blob id (what the Hub lists for non-LFS files)."""
+    sha = hashlib.sha256()
+    blob = None
+    if git:
+        blob = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_BLOCK):
+            sha.update(chunk)
+            if blob is not None:
+                blob.update(chunk)
+    return sha.hexdigest(), blob.hexdigest() if blob is not None else None
+
+
+def _one_line(text: str) -> str:
+    first = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return first or type(text).__name__
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
+
+
+def _prepare_environment(data_dir: Path) -> None:
+    """Point every client cache under DATA_DIR and turn telemetry off, before the client is imported."""
+    hf_dir = data_dir / STATE_DIR / "hf"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    # Our own rich progress replaces the client's tqdm bars.
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if not os.environ.get("HF_HOME"):
+        # Keep finding a token stored by `hf auth login` in its usual place.
+        default_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+        os.environ.setdefault("HF_TOKEN_PATH", str(default_home / "token"))
+        os.environ["HF_HOME"] = str(hf_dir)
+    os.environ["HF_HUB_CACHE"] = str(hf_dir / "hub")
+    os.environ["HF_XET_CACHE"] = str(hf_dir / "xet")
+    os.environ["HF_ASSETS_CACHE"] = str(hf_dir / "assets")
+
+
+# -- the fetcher -----------------------------------------------------------------------------------
+
+
+class _Fetcher:
+    def __init__(self, opts: FetchOptions, variant: Variant) -> None:
+        self.opts = opts
+        self.variant = variant
+        self.data_dir = Path(opts.data_dir).resolve()
+        self.repo_id = opts.repo_id or variant.repo_id
+        self.endpoint = (opts.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.state_dir = self.data_dir / STATE_DIR
+        self.partial_dir = self.state_dir / "partial"
+        self.stop = threading.Event()
+        self.stats = _Stats()
+        self.token: str | None = None
+        self.commit = ""
+        self._advance: Callable[[int], None] = lambda n: None
+
+        import huggingface_hub  # lazily: after _prepare_environment
+        import huggingface_hub.errors as hf_errors
+        import huggingface_hub.file_download as hf_download
+        import huggingface_hub.utils as hf_utils
+
+        hf_utils.disable_progress_bars()  # type: ignore[attr-defined]  # lazily exported
+        self.hf = huggingface_hub
+        self.hf_errors = hf_errors
+        self.hf_download = hf_download
+        self.token = opts.token or huggingface_hub.get_token()
+        self.api = huggingface_hub.HfApi(
+            endpoint=self.endpoint,
+            token=self.token or False,
+            library_name="pgolf",
+            library_version=__version__,
+        )
+        self.headers = hf_utils.build_hf_headers(  # type: ignore[attr-defined]
+            token=self.token or False, library_name="pgolf", library_version=__version__
+        )
+
+    # -- errors ------------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """The token never appears in anything we print (the client's messages included)."""
+        if self.token:
+            text = text.replace(self.token, "***")
+        return text
+
+    def error(self, message: str) -> PgolfError:
+        return PgolfError(self.scrub(message))
+
+    def _transient(self, exc: BaseException) -> bool:
+        import httpx2
+
+        if isinstance(exc, self.hf_errors.HfHubHTTPError):
+            status = exc.response.status_code if exc.response is not None else 0
+            return status >= 500 or status in (408, 429)
+        if isinstance(exc, httpx2.TransportError):
+            return True
+        # The client's size consistency check after a short body.
+        return isinstance(exc, OSError) and "Consistency check failed" in str(exc)
+
+    def _explain(self, exc: BaseException, what: str, attempts: int) -> PgolfError:
+        import httpx2
+
+        e = self.hf_errors
+        rev = self.opts.revision
+        if isinstance(exc, e.GatedRepoError):
+            return self.error(f"repo {self.repo_id} is gated: accept its terms on the Hub and set HF_TOKEN")
+        if isinstance(exc, e.RepositoryNotFoundError):
+            return self.error(
+                f"dataset repo {self.repo_id} not found at {self.endpoint}"
+                " (check --repo-id; a private repo needs HF_TOKEN)"
+            )
+        if isinstance(exc, e.RevisionNotFoundError):
+            return self.error(f"revision {rev!r} not found in dataset repo {self.repo_id}")
+        if isinstance(exc, e.RemoteEntryNotFoundError):
+            return self.error(f"{what} not found in dataset repo {self.repo_id} at revision {rev!r}")
+        tries = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
+        if isinstance(exc, e.HfHubHTTPError):
+            status = exc.response.status_code if exc.response is not None else "?"
+            return self.error(f"{self.endpoint} answered HTTP {status} for {what}{tries}")
+        if isinstance(exc, httpx2.TransportError):
+            return self.error(
+                f"cannot reach {self.endpoint} for {what}: {type(exc).__name__}: {_one_line(str(exc))}{tries}"
+            )
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return self.error(f"disk full in {self.data_dir} while writing {what}")
+        return self.error(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}{tries}")
+
+    def retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call`` with bounded retries on 5xx and transport errors; other errors at once."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except (_Cancelled, PgolfError):
+                raise
+            except Exception as exc:
+                if self.stop.is_set():
+                    raise _Cancelled() from exc
+                if not self._transient(exc) or attempt > self.opts.retries:
+                    raise self._explain(exc, what, attempt) from None
+                time.sleep(self.opts.backoff_s * 2 ** (attempt - 1))
+
+    # -- planning ----------------------------------------------------------------------------
+    def local_of(self, repo_path: str) -> str:
+        root = self.variant.root.strip("/") + "/"
+        rel = repo_path[len(root) :] if repo_path.startswith(root) else repo_path
+        target = (self.data_dir / rel).resolve()
+        if self.data_dir not in target.parents:
+            raise self.error(f"repo path {repo_path!r} would land outside {self.data_dir}")
+        return target.relative_to(self.data_dir).as_posix()
+
+    def remote(self, entry: Any, kind: str) -> RemoteFile:
+        lfs = getattr(entry, "lfs", None)
+        return RemoteFile(
+            repo_path=entry.path,
+            local=self.local_of(entry.path),
+            kind=kind,
+            size=int(entry.size),
+            sha256=lfs.sha256 if lfs is not None else None,
+            git_oid=None if lfs is not None else entry.blob_id,
+        )
+
+    def paths_info(self, paths: list[str], what: str) -> dict[str, Any]:
+        found = self.retrying(
+            what,
+            lambda: self.api.get_paths_info(self.repo_id, paths, repo_type=REPO_TYPE, revision=self.commit),
+        )
+        files = {e.path: e for e in found if hasattr(e, "size")}
+        missing = [p for p in paths if p not in files]
+        if missing:
+            raise self.error(
+                f"{', '.join(missing)} not found in dataset repo {self.repo_id} at revision "
+                f"{self.opts.revision!r} ({what})"
+            )
+        return files
+
+    def plan(self) -> tuple[list[RemoteFile], int]:
+        """Resolve the revision and list what to fetch. Returns (files, vocab size)."""
+        v = self.variant
+        info = self.retrying(
+            f"dataset repo {self.repo_id}",
+            lambda: self.api.dataset_info(self.repo_id, revision=self.opts.revision),
+        )
+        self.commit = str(info.sha)
+        files: list[RemoteFile] = []
+        vocab = v.vocab_size
+        tokenizer_paths = [f"{v.root}/{t}" for t in v.tokenizer_files]
+        expected_train = None
+        if v.manifest:
+            entry = self.paths_info([v.manifest_path], "the variant's manifest")[v.manifest_path]
+            manifest_file = self.remote(entry, "manifest")
+            local = self.data_dir / manifest_file.local
+            if not (local.is_file() and self.matches(local, manifest_file)[0]):
+                self.fetch_all([manifest_file])
+            manifest = self.read_manifest(manifest_file)
+            tokenizer_paths, vocab, expected_train = self.from_manifest(manifest, manifest_file)
+            files.append(manifest_file)
+
+        listing = self.retrying(
+            f"dataset folder {v.dataset_path}",
+            lambda: list(
+                self.api.list_repo_tree(
+                    self.repo_id, v.dataset_path, repo_type=REPO_TYPE, revision=self.commit
+                )
+            ),
+        )
+        by_kind: dict[str, list[Any]] = {"train": [], "val": [], "val_bytes": []}
+        for e in listing:
+            kind = shard_kind(e.path.rsplit("/", 1)[-1]) if hasattr(e, "size") else None
+            if kind is not None:
+                by_kind[kind].append(e)
+        for k in by_kind:
+            by_kind[k].sort(key=lambda e: e.path)
+        fmt = RULES.shards
+        train = by_kind["train"]
+        # The frozen order: train shard i must be fineweb_train_<i>.bin, so "the first N" is unambiguous.
+        for i, e in enumerate(train):
+            want = f"{fmt.train_prefix}{i:06d}{fmt.suffix}"
+            if not e.path.endswith("/" + want):
+                raise self.error(f"{v.dataset_path}: train shards are not contiguous: {want} is missing")
+        if expected_train is not None and len(train) < expected_train:
+            raise self.error(
+                f"{v.dataset_path}: the manifest lists {expected_train} train shards, the repo has {len(train)}"
+            )
+        n = len(train) if self.opts.train_shards is None else self.opts.train_shards
+        if n > len(train):
+            raise self.error(
+                f"--train-shards {n}: dataset repo {self.repo_id} has only {len(train)} train shards "
+                f"in {v.dataset_path}"
+            )
+        if not by_kind["val"]:
+            raise self.error(f"{v.dataset_path}: no {fmt.val_prefix}*{fmt.suffix} shards in {self.repo_id}")
+        if v.sidecar:
+            have = {e.path.rsplit("/", 1)[-1] for e in by_kind["val_bytes"]}
+            for e in by_kind["val"]:
+                side = sidecar_name(e.path.rsplit("/", 1)[-1])
+                if side not in have:
+                    raise self.error(
+                        f"{v.dataset_path}/{side} not found in {self.repo_id} (CaseOps val needs it)"
+                    )
+        for e in by_kind["val"]:
+            files.append(self.remote(e, "val"))
+        for e in by_kind["val_bytes"]:
+            files.append(self.remote(e, "val_bytes"))
+        for e in train[:n]:
+            files.append(self.remote(e, "train"))
+        if tokenizer_paths:
+            tok = self.paths_info(tokenizer_paths, "tokenizer")
+            files.extend(self.remote(tok[p], "tokenizer") for p in tokenizer_paths)
+        return files, vocab
+
+    def read_manifest(self, f: RemoteFile) -> dict[str, Any]:
+        path = self.data_dir / f.local
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise self.error(f"{path}: not a JSON manifest ({_one_line(str(exc))})") from None
+        if not isinstance(data, dict):
+            raise self.error(f"{path}: expected a JSON object with 'datasets' and 'tokenizers'")
+        return data
+
+    def from_manifest(self, manifest: dict[str, Any], f: RemoteFile) -> tuple[list[str], int, int | None]:
+        v = self.variant
+        where = self.data_dir / f.local
+        ds = next((d for d in manifest.get("datasets", []) if d.get("name") == v.dataset), None)
+        if ds is None:
+            raise self.error(f"{where}: dataset {v.dataset!r} (variant {v.name}) is not listed")
+        tok_name = ds.get("tokenizer_name")
+        tok = next((t for t in manifest.get("tokenizers", []) if t.get("name") == tok_name), None)
+        if tok is None:
+            raise self.error(f"{where}: tokenizer {tok_name!r} of dataset {v.dataset!r} is not listed")
+        paths = [f"{v.root}/{tok[k]}" for k in ("model_path", "vocab_path", "path") if tok.get(k)]
+        if not paths:
+            raise self.error(f"{where}: tokenizer {tok_name!r} names no file (model_path/vocab_path/path)")
+        vocab = tok.get("vocab_size")
+        if isinstance(vocab, int) and vocab != v.vocab_size:
+            raise self.error(
+                f"{where}: tokenizer {tok_name!r} has vocab_size {vocab}, variant {v.name} expects {v.vocab_size}"
+            )
+        stats = ds.get("stats") or {}
+        files_train = stats.get("files_train")
+        return paths, v.vocab_size, int(files_train) if files_train is not None else None
+
+    # -- verification ------------------------------------------------------------------------
+    def matches(self, path: Path, f: RemoteFile) -> tuple[bool, str]:
+        """(whether ``path`` is exactly the repo's file, its sha256)."""
+        if path.stat().st_size != f.size:
+            return False, ""
+        sha, blob = hash_file(path, git=f.sha256 is None)
+        if f.sha256 is not None:
+            return sha == f.sha256, sha
+        return blob == f.git_oid, sha
+
+    def check_content(self, path: Path, f: RemoteFile, vocab: int) -> None:
+        """Shard header/size/token range and tokenizer vocabulary: one-line errors."""
+        if f.kind in ("train", "val"):
+            validate_shard(path, vocab)
+        elif f.kind == "val_bytes":
+            validate_shard(path)
+        elif f.kind == "tokenizer":
+            check_tokenizer(path, vocab, self.variant.name)
+
+    # -- downloading -------------------------------------------------------------------------
+    def transfer(self, f: RemoteFile, part: Path) -> None:
+        url = self.hf.hf_hub_url(
+            self.repo_id, f.repo_path, repo_type=REPO_TYPE, revision=self.commit, endpoint=self.endpoint
+        )
+
+        def once() -> None:
+            have = part.stat().st_size if part.exists() else 0
+            if have > f.size:
+                part.unlink()
+                have = 0
+            if have == f.size:
+                return
+            with part.open("ab") as fh:
+                sink = _ProgressSink(fh, self._advance, self.stop)
+                self.hf_download.http_get(
+                    url, sink, resume_size=have, headers=dict(self.headers), expected_size=f.size
+                )
+
+        self.retrying(f.repo_path, once)
+
+    def fetch_one(self, f: RemoteFile) -> None:
+        dest = self.data_dir / f.local
+        part = self.partial_dir / f"{f.key}.part"
+        refetched = False
+        while True:
+            try:
+                self.transfer(f, part)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise self.error(f"disk full in {self.data_dir} while writing {f.local}") from None
+                raise
+            ok, sha = self.matches(part, f)
+            if ok:
+                break
+            part.unlink(missing_ok=True)
+            want = f.sha256 or f"git blob {f.git_oid}"
+            if refetched:
+                raise self.error(
+                    f"{f.repo_path}: downloaded twice, content still does not match the repo "
+                    f"(expected {want}, got sha256 {sha or 'a different size'})"
+                )
+            refetched = True
+            with self.stats.lock:
+                self.stats.repaired_files += 1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, dest)
+        with self.stats.lock:
+            self.stats.downloaded_files += 1
+            self.stats.downloaded_bytes += f.size
+
+    def fetch_all(self, files: list[RemoteFile]) -> None:
+        if not files:
+            return
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        self.run_parallel(self.fetch_one, files)
+
+    def run_parallel(self, fn: Callable[[RemoteFile], None], files: Iterable[RemoteFile]) -> None:
+        """Run ``fn`` over ``files`` on the worker pool; the first error stops the others."""
+        pool = ThreadPoolExecutor(max_workers=max(1, self.opts.workers), thread_name_prefix="pgolf-fetch")
+        futures: list[Future[None]] = [pool.submit(fn, f) for f in files]
+        try:
+            while True:
+                done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                failed = [fut for fut in done if fut.exception() is not None]
+                if failed or not pending:
+                    break
+            if failed:
+                self.stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                errors = [fut.exception() for fut in futures if fut.done() and not fut.cancelled()]
+                real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+                raise real[0] if real else _Cancelled()
+        except KeyboardInterrupt:
+            # Partial files stay where they are: the next run resumes them.
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+class _ProgressSink:
+    """The file object handed to ``http_get``: counts bytes for the progress bar, honours a stop."""
+
+    def __init__(self, fh: IO[bytes], advance: Callable[[int], None], stop: threading.Event) -> None:
+        self._fh = fh
+        self._advance = advance
+        self._stop = stop
+
+    def write(self, data: bytes) -> int:
+        if self._stop.is_set():
+            raise _Cancelled()
+        n = self._fh.write(data)
+        self._advance(len(data))
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def check_tokenizer(path: Path, vocab: int, variant: str) -> None:
+    """A SentencePiece model must have exactly the variant's vocabulary size."""
+    if path.suffix == ".model":
+        import sentencepiece as spm
+
+        try:
+            sp = spm.SentencePieceProcessor(model_file=str(path))
+        except Exception:
+            raise PgolfError(f"{path}: not a SentencePiece model") from None
+        n = int(sp.get_piece_size())
+        if n != vocab:
+            raise PgolfError(f"{path}: tokenizer has vocab size {n}, variant {variant} expects {vocab}")
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise PgolfError(f"{path}: not a JSON tokenizer file") from None
+        n_json = data.get("vocab_size") if isinstance(data, dict) else None
+        if isinstance(n_json, int) and n_json != vocab:
+            raise PgolfError(f"{path}: tokenizer has vocab size {n_json}, variant {variant} expects {vocab}")
+
+
+# -- progress --------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A rich progress display on stderr (bytes, rate, ETA), or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        if self._progress is None or total <= 0:
+            return lambda n: None
+        progress = self._progress
+        task_id = progress.add_task(description, total=total)
+        return lambda n: progress.advance(task_id, n)
+
+    def print(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False)
+
+
+# -- entry points ----------------------------------------------------------------------------------
+
+
+class _DirLock:
+    """One fetch per DATA_DIR at a time (partial files are shared state)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> _DirLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            raise PgolfError(
+                f"another pgolf fetch is using {self.path.parent.parent} (lock {self.path})"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def fetch(opts: FetchOptions) -> FetchResult:
+    """Fetch (or, offline, verify) a data variant into ``opts.data_dir`` and write its lock file."""
+    variant = get_variant(opts.variant)
+    if opts.train_shards is not None and opts.train_shards < 0:
+        raise PgolfError(f"--train-shards {opts.train_shards}: expected a number >= 0")
+    data_dir = Path(opts.data_dir).resolve()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise PgolfError(f"--data-dir {data_dir}: exists and is not a directory")
+    if is_offline(opts.offline):
+        return verify_offline(opts, variant, data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PgolfError(f"--data-dir {data_dir}: cannot create it ({exc.strerror})") from None
+    _prepare_environment(data_dir)
+    with _DirLock(data_dir / STATE_DIR / "lock"):
+        return _fetch_online(opts, variant, data_dir)
+
+
+def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> FetchResult:
+    start = time.monotonic()
+    fx = _Fetcher(opts, variant)
+    with _Progress(opts.progress) as progress:
+        files, vocab = fx.plan()
+
+        # What is already here and exactly right is kept; anything else is fetched again.
+        present = [f for f in files if (data_dir / f.local).is_file()]
+        good: dict[str, str] = {}
+        bad: list[RemoteFile] = []
+        lock = threading.Lock()
+        advance = progress.task("verify", sum(f.size for f in present))
+
+        def check_present(f: RemoteFile) -> None:
+            ok, sha = fx.matches(data_dir / f.local, f)
+            with lock:
+                if ok:
+                    good[f.local] = sha
+                else:
+                    bad.append(f)
+            advance(f.size)
+
+        fx.run_parallel(check_present, present)
+        for f in bad:
+            (data_dir / f.local).unlink(missing_ok=True)
+        fx.stats.repaired_files += len(bad)
+        todo = [f for f in files if f.local not in good]
+
+        partial = {f.local: _partial_size(fx, f) for f in todo}
+        need = sum(f.size - partial[f.local] for f in todo)
+        free = shutil.disk_usage(data_dir).free
+        if need + DISK_RESERVE_BYTES > free:
+            raise fx.error(
+                f"not enough disk space in {data_dir}: {len(todo)} files need {_human(need)} "
+                f"(+{_human(DISK_RESERVE_BYTES)} reserve), {_human(free)} free"
+            )
+        fx._advance = progress.task("download", need)
+        fx.fetch_all(todo)
+
+        entries: list[LockEntry] = []
+        for f in files:
+            path = data_dir / f.local
+            fx.check_content(path, f, vocab)
+            sha = good.get(f.local) or hash_file(path)[0]
+            entries.append(LockEntry(f.local, f.repo_path, f.kind, f.size, sha))
+        _check_sidecars(data_dir, files)
+
+        lock_path = lock_path_for(data_dir, variant)
+        write_lock(
+            lock_path,
+            {
+                "schema": LOCK_SCHEMA,
+                "variant": variant.name,
+                "dataset": variant.dataset,
+                "vocab_size": vocab,
+                "repo_id": fx.repo_id,
+                "repo_type": REPO_TYPE,
+                "revision": fx.commit,
+                "requested_revision": opts.revision,
+                "train_shards": sum(1 for e in entries if e.kind == "train"),
+                "files": [e.__dict__ for e in sorted(entries, key=lambda e: e.path)],
+            },
+        )
+        result = FetchResult(
+            lock_path=lock_path,
+            repo_id=fx.repo_id,
+            revision=fx.commit,
+            files=entries,
+            downloaded_files=fx.stats.downloaded_files,
+            downloaded_bytes=fx.stats.downloaded_bytes,
+            reused_files=len(good),
+            repaired_files=fx.stats.repaired_files,
+            elapsed_s=time.monotonic() - start,
+        )
+    return result
+
+
+def _partial_size(fx: _Fetcher, f: RemoteFile) -> int:
+    part = fx.partial_dir / f"{f.key}.part"
+    try:
+        size = part.stat().st_size
+    except FileNotFoundError:
+        return 0
+    return size if size <= f.size else 0
+
+
+def _check_sidecars(data_dir: Path, files: list[RemoteFile]) -> None:
+    """Each val shard's byte sidecar has one entry per token."""
+    locals_ = {Path(f.local).name: data_dir / f.local for f in files if f.kind in ("val", "val_bytes")}
+    for f in files:
+        if f.kind != "val":
+            continue
+        side = locals_.get(sidecar_name(Path(f.local).name))
+        if side is None:
+            continue
+        n_val, n_side = read_header(data_dir / f.local), read_header(side)
+        if n_val != n_side:
+            raise ShardError(f"{side}: sidecar has {n_side} entries, expected {n_val} (one per token)")
+
+
+def write_lock(path: Path, content: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PgolfError(f"{path}: not a readable lock file ({_one_line(str(exc))})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        raise PgolfError(f"{path}: not a pgolf fetch lock file (no 'files' list)")
+    return data
+
+
+def verify_offline(opts: FetchOptions, variant: Variant, data_dir: Path) -> FetchResult:
+    """HF_HUB_OFFLINE: no network. Verify what the lock file lists, or say what is missing."""
+    start = time.monotonic()
+    lock_path = lock_path_for(data_dir, variant)
+    if not lock_path.is_file():
+        raise PgolfError(
+            f"offline (HF_HUB_OFFLINE=1) and {lock_path} is missing: variant {variant.name} was never "
+            f"fetched into {data_dir}; missing: everything under {data_dir / 'datasets' / variant.dataset}"
+        )
+    lock = read_lock(lock_path)
+    if opts.repo_id and lock.get("repo_id") != opts.repo_id:
+        raise PgolfError(
+            f"{lock_path}: fetched from {lock.get('repo_id')}, not from --repo-id {opts.repo_id}"
+        )
+    entries = [LockEntry(**e) for e in lock["files"]]
+    train = [e for e in entries if e.kind == "train"]
+    missing: list[str] = []
+    if opts.train_shards is not None:
+        if opts.train_shards > len(train):
+            fmt = RULES.shards
+            dataset_dir = Path(train[0].path).parent if train else Path("datasets") / variant.dataset
+            missing += [
+                (dataset_dir / f"{fmt.train_prefix}{i:06d}{fmt.suffix}").as_posix()
+                for i in range(len(train), opts.train_shards)
+            ]
+        keep = {e.path for e in sorted(train, key=lambda e: e.path)[: opts.train_shards]}
+        entries = [e for e in entries if e.kind != "train" or e.path in keep]
+    corrupt: list[str] = []
+    for e in entries:
+        path = data_dir / e.path
+        if not path.is_file():
+            missing.append(e.path)
+        elif path.stat().st_size != e.size or hash_file(path)[0] != e.sha256:
+            corrupt.append(e.path)
+    if missing or corrupt:
+        parts = []
+        if missing:
+            parts.append(
+                f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+            )
+        if corrupt:
+            parts.append(
+                f"corrupt {len(corrupt)}: {', '.join(corrupt[:8])}{' ...' if len(corrupt) > 8 else ''}"
+            )
+        raise PgolfError(
+            f"offline (HF_HUB_OFFLINE=1): {data_dir} is incomplete for variant {variant.name}: "
+            + "; ".join(parts)
+        )
+    vocab = int(lock.get("vocab_size") or variant.vocab_size)
+    for e in entries:
+        path = data_dir / e.path
+        if e.kind in ("train", "val"):
+            validate_shard(path, vocab)
+        elif e.kind == "val_bytes":
+            validate_shard(path)
+        elif e.kind == "tokenizer":
+            check_tokenizer(path, vocab, variant.name)
+    return FetchResult(
+        lock_path=lock_path,
+        repo_id=str(lock.get("repo_id")),
+        revision=str(lock.get("revision")),
+        files=entries,
+        reused_files=len(entries),
+        offline=True,
+        elapsed_s=time.monotonic() - start,
+    )
