@@ -40,7 +40,16 @@ def netns_available() -> bool:
         return False
     try:
         proc = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--net", sys.executable, "-m", "harness.netexec", "--probe"],
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                sys.executable,
+                "-m",
+                "harness.netexec",
+                "--probe",
+            ],
             capture_output=True,
             timeout=30,
             env={**os.environ, "PYTHONPATH": _pythonpath_with(None)},
@@ -155,9 +164,7 @@ def sha256_file(path: Path) -> str:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def readonly_copy(src: Path, dest: Path) -> None:

@@ -219,7 +219,12 @@ def run_phase(
         ev = parse_event(line)
         if ev is None:
             return None
-        trainer_fields = {k: v for k, v in ev.items() if k not in ("t", "phase")}
+        # NaN/inf are not JSON: keep them as strings ("nan") so events.jsonl stays valid.
+        trainer_fields = {
+            k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in ev.items()
+            if k not in ("t", "phase")
+        }
         stamped = {"t": round(t, 4), "phase": phase, **trainer_fields}
         outcome.events.append(stamped)
         with events_path.open("a", encoding="utf-8") as ef:

@@ -171,7 +171,12 @@ def copy_submission(src: Path, dest: Path, exclude: Path) -> None:
 def find_tokenizer(data_dir: Path) -> Path | None:
     """The SentencePiece model next to the data (its folder, or a ``tokenizers`` folder up to two levels up)."""
     candidates: list[Path] = []
-    for d in (data_dir, data_dir / "tokenizers", data_dir.parent / "tokenizers", data_dir.parent.parent / "tokenizers"):
+    for d in (
+        data_dir,
+        data_dir / "tokenizers",
+        data_dir.parent / "tokenizers",
+        data_dir.parent.parent / "tokenizers",
+    ):
         if d.is_dir():
             candidates += sorted(d.glob("*.model"))
     if len(candidates) == 1:
@@ -252,7 +257,14 @@ class Witness:
 
 class SeedRunner:
     def __init__(self, cfg: RunConfig, run_dir: Path, seed: int, index: int, live: Live, fp: dict[str, Any]):
-        self.cfg, self.run_dir, self.seed, self.index, self.live, self.fp = cfg, run_dir, seed, index, live, fp
+        self.cfg, self.run_dir, self.seed, self.index, self.live, self.fp = (
+            cfg,
+            run_dir,
+            seed,
+            index,
+            live,
+            fp,
+        )
         self.sd = seed_dir(run_dir, seed)
         self.stage = run_dir / STAGE_DIR / f"seed{seed}"
         self.clock = Clock()
@@ -284,17 +296,15 @@ class SeedRunner:
             if isinstance(step, int):
                 w.steps = step
             if loss is not None:
-                if not finite(loss):
+                if _nonfinite(loss):
                     w.nonfinite = f"train loss is {loss} at step {step}"
                     return w.nonfinite
-                w.last_loss = float(loss)
+                if finite(loss):
+                    w.last_loss = float(loss)
         return None
 
     def on_line(self, text: str) -> None:
         self.live.line(text)
-        # NaN printed as a bare JSON token is not valid JSON: catch it in the raw line too.
-        if '"train_loss":NaN' in text.replace(" ", "") and self.witness.nonfinite is None:
-            self.witness.nonfinite = "train loss is NaN"
 
     def on_tick(self, t: float) -> None:
         w = self.witness
@@ -310,7 +320,9 @@ class SeedRunner:
         self.live.set_status(" | ".join(parts))
 
     # -- phases
-    def _phase(self, phase: str, *, cmd_prefix: list[str], env: dict[str, str], cwd: Path, limit: float, log: TextIO) -> PhaseOutcome:
+    def _phase(
+        self, phase: str, *, cmd_prefix: list[str], env: dict[str, str], cwd: Path, limit: float, log: TextIO
+    ) -> PhaseOutcome:
         self.phase, self.limit = phase, limit
         self.phase_start = self.clock.now()
         cmd = [
@@ -379,9 +391,10 @@ class SeedRunner:
                 else:
                     self.run_native(result, log)
         except KeyboardInterrupt:
-            result["status"], result["reason"] = "interrupted", "interrupted (Ctrl-C) during the " + (
-                self.phase or "setup"
-            ) + " phase"
+            result["status"], result["reason"] = (
+                "interrupted",
+                "interrupted (Ctrl-C) during the " + (self.phase or "setup") + " phase",
+            )
             self.finish(result)
             raise
         self.finish(result)
@@ -444,13 +457,22 @@ class SeedRunner:
         stage_files(train_files, staged_train)
         iso = phase_isolation(phase=PHASE_TRAIN, stage_dir=self.stage, deny=eval_files, cut_network=False)
         env = {**self.base_env(), **iso.env}
-        env.update({
-            ENV_PHASE: PHASE_TRAIN,
-            ENV_DATA_PATH: str(staged_train),
-            ENV_ARTIFACT_DIR: str((self.sd / ARTIFACT_DIR).resolve()),
-            ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s),
-        })
-        train = self._phase(PHASE_TRAIN, cmd_prefix=iso.prefix, env=env, cwd=self.work_dir("train_work"), limit=lim.train_time_limit_s, log=log)
+        env.update(
+            {
+                ENV_PHASE: PHASE_TRAIN,
+                ENV_DATA_PATH: str(staged_train),
+                ENV_ARTIFACT_DIR: str((self.sd / ARTIFACT_DIR).resolve()),
+                ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s),
+            }
+        )
+        train = self._phase(
+            PHASE_TRAIN,
+            cmd_prefix=iso.prefix,
+            env=env,
+            cwd=self.work_dir("train_work"),
+            limit=lim.train_time_limit_s,
+            log=log,
+        )
         result["train_phase_wall_s"] = round(train.wall_s, 3)
         train_refused = read_guard_log(iso.guard_log)
         violations += [f"train: {_describe(v)}" for v in train_refused]
@@ -491,14 +513,23 @@ class SeedRunner:
         eval_out.mkdir()
         result_path = eval_out / "result.json"
         env = {**self.base_env(), **iso_e.env}
-        env.update({
-            ENV_PHASE: PHASE_EVAL,
-            ENV_DATA_PATH: str(staged_eval),
-            ENV_ARTIFACT_DIR: str(artifact_ro),
-            ENV_RESULT_PATH: str(result_path),
-            ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s),
-        })
-        ev = self._phase(PHASE_EVAL, cmd_prefix=iso_e.prefix, env=env, cwd=self.work_dir("eval_work"), limit=lim.eval_time_limit_s, log=log)
+        env.update(
+            {
+                ENV_PHASE: PHASE_EVAL,
+                ENV_DATA_PATH: str(staged_eval),
+                ENV_ARTIFACT_DIR: str(artifact_ro),
+                ENV_RESULT_PATH: str(result_path),
+                ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s),
+            }
+        )
+        ev = self._phase(
+            PHASE_EVAL,
+            cmd_prefix=iso_e.prefix,
+            env=env,
+            cwd=self.work_dir("eval_work"),
+            limit=lim.eval_time_limit_s,
+            log=log,
+        )
         result["eval_phase_wall_s"] = round(ev.wall_s, 3)
         eval_refused = read_guard_log(iso_e.guard_log)
         violations += [f"eval: {_describe(v)}" for v in eval_refused]
@@ -528,7 +559,9 @@ class SeedRunner:
         else:
             result["status"], result["reason"] = "ok", None
 
-    def crash_reason(self, phase: str, out: PhaseOutcome, limit: float, refused: list[dict[str, str]]) -> str | None:
+    def crash_reason(
+        self, phase: str, out: PhaseOutcome, limit: float, refused: list[dict[str, str]]
+    ) -> str | None:
         lim = self.cfg.limits
         if out.killed == "ceiling":
             return (
@@ -536,7 +569,7 @@ class SeedRunner:
                 f"(limit {limit:g} s + setup allowance {lim.setup_allowance_s:g} s)"
             )
         if out.killed and out.killed.startswith("abort: "):
-            return f"{out.killed[len('abort: '):]} ({phase} phase stopped)"
+            return f"{out.killed[len('abort: ') :]} ({phase} phase stopped)"
         if out.returncode != 0:
             return self.exit_reason(phase, out, refused)
         if phase == PHASE_TRAIN and self.witness.nonfinite:
@@ -550,7 +583,15 @@ class SeedRunner:
                 rank = m.group(1)
             if m := _ROOT_EXIT_RE.search(line):
                 code = m.group(1)
-        exc = next((m.group(1) for line in reversed(out.tail) if (m := _EXC_RE.match(line.strip()))), None)
+        # The rank's own exception, not torchrun's summary of it.
+        exc = next(
+            (
+                m.group(1)
+                for line in reversed(out.tail)
+                if (m := _EXC_RE.match(line.strip())) and "ChildFailedError" not in line
+            ),
+            None,
+        )
         who = f"rank {rank}" if rank is not None else "the trainer"
         code = code if code is not None else str(out.returncode)
         reason = f"{phase} phase crashed: {who} exited with code {code}"
@@ -571,43 +612,79 @@ class SeedRunner:
         out: list[dict[str, Any]] = []
 
         def add(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> None:
-            out.append({"rule": rule, "verdict": verdict, "measured": measured, "limit": limit, "detail": detail})
+            out.append(
+                {"rule": rule, "verdict": verdict, "measured": measured, "limit": limit, "detail": detail}
+            )
 
         def timed(rule: str, measured: float | None, limit: float, marked: bool, phase: str) -> None:
             if measured is None:
                 add(rule, "not-verifiable", None, limit, f"the {phase} phase did not run")
             elif marked:
                 ok = measured <= limit
-                add(rule, "pass" if ok else "fail", measured, limit,
+                add(
+                    rule,
+                    "pass" if ok else "fail",
+                    measured,
+                    limit,
                     f"{measured:.3f} s between the trainer's {phase} marks, by the harness clock"
-                    + ("" if ok else f", over the {limit:g} s limit"))
+                    + ("" if ok else f", over the {limit:g} s limit"),
+                )
             elif measured <= limit:
                 add(rule, "pass", measured, limit, f"no {phase} marks: the whole phase took {measured:.3f} s")
             else:
-                add(rule, "not-verifiable", measured, limit,
-                    f"no {phase}_start/{phase}_end marks and the whole phase took {measured:.3f} s > {limit:g} s")
+                add(
+                    rule,
+                    "not-verifiable",
+                    measured,
+                    limit,
+                    f"no {phase}_start/{phase}_end marks and the whole phase took {measured:.3f} s > {limit:g} s",
+                )
 
-        timed("train_time", result["train_time_s"], lim.train_time_limit_s,
-              w.train_start is not None and w.train_end is not None, "train")
-        timed("eval_time", result["eval_time_s"], lim.eval_time_limit_s,
-              w.eval_start is not None and w.eval_end is not None, "eval")
+        timed(
+            "train_time",
+            result["train_time_s"],
+            lim.train_time_limit_s,
+            w.train_start is not None and w.train_end is not None,
+            "train",
+        )
+        timed(
+            "eval_time",
+            result["eval_time_s"],
+            lim.eval_time_limit_s,
+            w.eval_start is not None and w.eval_end is not None,
+            "eval",
+        )
         if strict:
-            for phase, key, limit in (("train", "train_phase_wall_s", lim.train_time_limit_s),
-                                      ("eval", "eval_phase_wall_s", lim.eval_time_limit_s)):
+            for phase, key, limit in (
+                ("train", "train_phase_wall_s", lim.train_time_limit_s),
+                ("eval", "eval_phase_wall_s", lim.eval_time_limit_s),
+            ):
                 m = result[key]
                 if m is None:
-                    add(f"{phase}_phase_wall", "not-verifiable", None, limit, f"the {phase} phase did not run")
+                    add(
+                        f"{phase}_phase_wall", "not-verifiable", None, limit, f"the {phase} phase did not run"
+                    )
                 else:
-                    add(f"{phase}_phase_wall", "pass" if m <= limit else "fail", m, limit,
-                        f"whole {phase} phase (process start to exit, setup included) took {m:.3f} s")
+                    add(
+                        f"{phase}_phase_wall",
+                        "pass" if m <= limit else "fail",
+                        m,
+                        limit,
+                        f"whole {phase} phase (process start to exit, setup included) took {m:.3f} s",
+                    )
         a = result["artifact_bytes"]
         if a is None:
             add("artifact_bytes", "not-verifiable", None, lim.artifact_cap_bytes, "no artifact was written")
         else:
             ok = a <= lim.artifact_cap_bytes
-            add("artifact_bytes", "pass" if ok else "fail", a, lim.artifact_cap_bytes,
+            add(
+                "artifact_bytes",
+                "pass" if ok else "fail",
+                a,
+                lim.artifact_cap_bytes,
                 f"code {result['code_bytes']} + model {result['model_bytes']} = {a} bytes counted on disk"
-                + ("" if ok else f", over the cap of {lim.artifact_cap_bytes} bytes"))
+                + ("" if ok else f", over the cap of {lim.artifact_cap_bytes} bytes"),
+            )
         if w.nonfinite:
             add("finite_loss", "fail", "nan", None, w.nonfinite)
         net = [r for r in eval_refused if r["kind"] == "network"]
@@ -616,15 +693,31 @@ class SeedRunner:
         if result["eval_phase_wall_s"] is None:
             add("isolation_network", "not-verifiable", iso_net, None, "the eval phase did not run")
         elif net:
-            add("isolation_network", "fail" if strict else "pass", iso_net, None,
-                f"eval tried to reach {', '.join(r['what'] for r in net)} (refused; network: {iso_net})")
+            add(
+                "isolation_network",
+                "fail" if strict else "pass",
+                iso_net,
+                None,
+                f"eval tried to reach {', '.join(r['what'] for r in net)} (refused; network: {iso_net})",
+            )
         else:
-            add("isolation_network", "pass", iso_net, None, f"no connection attempt seen (network: {iso_net})")
+            add(
+                "isolation_network", "pass", iso_net, None, f"no connection attempt seen (network: {iso_net})"
+            )
         if files or artifact_changed:
-            what = [f"{'train' if r in train_refused else 'eval'} phase opened {r['what']} (refused)" for r in files]
+            what = [
+                f"{'train' if r in train_refused else 'eval'} phase opened {r['what']} (refused)"
+                for r in files
+            ]
             if artifact_changed:
                 what.append("eval modified its read-only artifact copy")
-            add("isolation_files", "fail" if strict or artifact_changed else "pass", "staged", None, "; ".join(what))
+            add(
+                "isolation_files",
+                "fail" if strict or artifact_changed else "pass",
+                "staged",
+                None,
+                "; ".join(what),
+            )
         else:
             add("isolation_files", "pass", "staged", None, "no forbidden file opened")
         return out
@@ -639,7 +732,9 @@ class SeedRunner:
         env = self.base_env()
         env.update({ENV_DATA_PATH: str(cfg.data_dir), ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s)})
         limit = lim.train_time_limit_s + lim.eval_time_limit_s
-        out = self._phase("legacy", cmd_prefix=[], env=env, cwd=self.work_dir("legacy_work"), limit=limit, log=log)
+        out = self._phase(
+            "legacy", cmd_prefix=[], env=env, cwd=self.work_dir("legacy_work"), limit=limit, log=log
+        )
         wall = round(out.wall_s, 3)
         result["train_phase_wall_s"] = wall
         text = "\n".join(out.tail)
@@ -677,23 +772,49 @@ class SeedRunner:
         v: list[dict[str, Any]] = []
 
         def add(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> None:
-            v.append({"rule": rule, "verdict": verdict, "measured": measured, "limit": limit, "detail": detail})
+            v.append(
+                {"rule": rule, "verdict": verdict, "measured": measured, "limit": limit, "detail": detail}
+            )
 
-        for rule, key, lim_s in (("train_time", "train_time_s", lim.train_time_limit_s),
-                                 ("eval_time", "eval_time_s", lim.eval_time_limit_s)):
+        for rule, key, lim_s in (
+            ("train_time", "train_time_s", lim.train_time_limit_s),
+            ("eval_time", "eval_time_s", lim.eval_time_limit_s),
+        ):
             if wall <= lim_s:
                 add(rule, "pass", wall, lim_s, f"the whole process took {wall:.3f} s (harness clock)")
             else:
                 c = claimed.get(key)
-                add(rule, "not-verifiable", c, lim_s,
+                add(
+                    rule,
+                    "not-verifiable",
+                    c,
+                    lim_s,
                     f"one process for train and eval ({wall:.3f} s in all); the trainer claims "
-                    + (f"{c:.3f} s" if c is not None else "nothing"))
+                    + (f"{c:.3f} s" if c is not None else "nothing"),
+                )
         ca = claimed.get("artifact_bytes")
-        add("artifact_bytes", "not-verifiable", ca, lim.artifact_cap_bytes,
+        add(
+            "artifact_bytes",
+            "not-verifiable",
+            ca,
+            lim.artifact_cap_bytes,
             f"legacy protocol: the model file is not known to the harness; the trainer claims {ca} bytes"
-            f" (code counted by the harness: {code_bytes} bytes)")
-        add("isolation_network", "not-verifiable", "none", None, "legacy protocol: one process, network not cut")
-        add("isolation_files", "not-verifiable", "none", None, "legacy protocol: train and val data both visible")
+            f" (code counted by the harness: {code_bytes} bytes)",
+        )
+        add(
+            "isolation_network",
+            "not-verifiable",
+            "none",
+            None,
+            "legacy protocol: one process, network not cut",
+        )
+        add(
+            "isolation_files",
+            "not-verifiable",
+            "none",
+            None,
+            "legacy protocol: train and val data both visible",
+        )
         result["verdicts"] = v
         crash = self.crash_reason("legacy", out, limit, [])
         if crash is None and val_bpb is None:
@@ -704,6 +825,12 @@ class SeedRunner:
             result["status"], result["reason"] = "failed", "a limit failed"
         else:
             result["status"], result["reason"] = "ok", None
+
+
+def _nonfinite(x: Any) -> bool:
+    if isinstance(x, str):  # launch.py keeps NaN/inf as strings
+        return x.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
+    return isinstance(x, float) and not math.isfinite(x)
 
 
 def _num(x: float) -> str:
@@ -779,7 +906,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def check_inputs(cfg: RunConfig) -> None:
     entry = cfg.submission_dir / RULES.code_filename
     if not cfg.submission_dir.is_dir():
-        raise RunError(f"{cfg.submission_dir}: not a directory, expected a submission folder holding {RULES.code_filename}")
+        raise RunError(
+            f"{cfg.submission_dir}: not a directory, expected a submission folder holding {RULES.code_filename}"
+        )
     if not entry.is_file():
         raise RunError(f"{entry}: not found, expected the submission's {RULES.code_filename}")
     if cfg.nproc < 1:
@@ -792,7 +921,9 @@ def check_inputs(cfg: RunConfig) -> None:
         raise RunError(str(exc)) from None
     if cfg.protocol == "native":
         if not files.train:
-            raise RunError(f"{cfg.data_dir}: no {RULES.shards.train_prefix}*{RULES.shards.suffix} shards found")
+            raise RunError(
+                f"{cfg.data_dir}: no {RULES.shards.train_prefix}*{RULES.shards.suffix} shards found"
+            )
         if not files.val:
             raise RunError(f"{cfg.data_dir}: no {RULES.shards.val_prefix}*{RULES.shards.suffix} shards found")
     if cfg.tokenizer_path is not None and not cfg.tokenizer_path.is_file():
@@ -815,7 +946,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     done: dict[int, dict[str, Any]] = {}
     if run_dir.exists() and any(run_dir.iterdir()):
         if not cfg.resume:
-            raise RunError(f"{run_dir}: already holds a run; pass --resume to finish it or choose another --out")
+            raise RunError(
+                f"{run_dir}: already holds a run; pass --resume to finish it or choose another --out"
+            )
         for seed in cfg.seeds:
             rp = seed_dir(run_dir, seed) / RESULT_FILE
             if rp.exists():
@@ -898,7 +1031,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         with _sigterm_as_interrupt():
             for i, seed in enumerate(cfg.seeds, start=1):
                 if seed in done:
-                    live.note(f"seed {seed} ({i}/{len(cfg.seeds)}): already {done[seed]['status']}, kept (--resume)")
+                    live.note(
+                        f"seed {seed} ({i}/{len(cfg.seeds)}): already {done[seed]['status']}, kept (--resume)"
+                    )
                     continue
                 live.note(f"seed {seed} ({i}/{len(cfg.seeds)}): train then eval, {cfg.nproc} process(es)")
                 sr = SeedRunner(cfg, run_dir, seed, i, live, fp)

@@ -37,18 +37,43 @@ def parse_env(items: list[str]) -> dict[str, str]:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared with `pgolf rehearse` (limits, env, output)."""
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the trainer (repeatable), e.g. --env NUM_LAYERS=2")
-    p.add_argument("--train-limit-s", type=float, default=None,
-                   help=f"training time limit (default: the rules' {RULES.train_time_limit_s:g} s); recorded in result.json")
-    p.add_argument("--eval-limit-s", type=float, default=None,
-                   help=f"evaluation time limit (default: the rules' {RULES.eval_time_limit_s:g} s)")
-    p.add_argument("--artifact-cap-bytes", type=int, default=None,
-                   help=f"artifact cap (default: the rules' {RULES.artifact_cap_bytes} bytes)")
-    p.add_argument("--setup-allowance-s", type=float, default=None,
-                   help=f"time a phase may take beyond its limit before the hard kill (default {DEFAULT_SETUP_ALLOWANCE_S:g} s)")
-    p.add_argument("--kill-grace-s", type=float, default=DEFAULT_KILL_GRACE_S,
-                   help="seconds between TERM and KILL when the harness stops a phase")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the trainer (repeatable), e.g. --env NUM_LAYERS=2",
+    )
+    p.add_argument(
+        "--train-limit-s",
+        type=float,
+        default=None,
+        help=f"training time limit (default: the rules' {RULES.train_time_limit_s:g} s); recorded in result.json",
+    )
+    p.add_argument(
+        "--eval-limit-s",
+        type=float,
+        default=None,
+        help=f"evaluation time limit (default: the rules' {RULES.eval_time_limit_s:g} s)",
+    )
+    p.add_argument(
+        "--artifact-cap-bytes",
+        type=int,
+        default=None,
+        help=f"artifact cap (default: the rules' {RULES.artifact_cap_bytes} bytes)",
+    )
+    p.add_argument(
+        "--setup-allowance-s",
+        type=float,
+        default=None,
+        help=f"time a phase may take beyond its limit before the hard kill (default {DEFAULT_SETUP_ALLOWANCE_S:g} s)",
+    )
+    p.add_argument(
+        "--kill-grace-s",
+        type=float,
+        default=DEFAULT_KILL_GRACE_S,
+        help="seconds between TERM and KILL when the harness stops a phase",
+    )
     p.add_argument("--quiet", action="store_true", help="do not echo the trainer's output (the log keeps it)")
 
 
@@ -61,27 +86,45 @@ def limits_from(args: argparse.Namespace, default: Limits | None = None) -> Limi
     return Limits(
         train_time_limit_s=args.train_limit_s if args.train_limit_s is not None else lim.train_time_limit_s,
         eval_time_limit_s=args.eval_limit_s if args.eval_limit_s is not None else lim.eval_time_limit_s,
-        artifact_cap_bytes=args.artifact_cap_bytes if args.artifact_cap_bytes is not None else lim.artifact_cap_bytes,
-        setup_allowance_s=args.setup_allowance_s if args.setup_allowance_s is not None else lim.setup_allowance_s,
+        artifact_cap_bytes=args.artifact_cap_bytes
+        if args.artifact_cap_bytes is not None
+        else lim.artifact_cap_bytes,
+        setup_allowance_s=args.setup_allowance_s
+        if args.setup_allowance_s is not None
+        else lim.setup_allowance_s,
     )
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("run", help=HELP, description=HELP)
-    p.add_argument("submission_dir", type=Path, metavar="SUBMISSION_DIR", help=f"folder holding {RULES.code_filename}")
-    p.add_argument("--seeds", default=",".join(map(str, RULES.default_seeds)), help="comma-separated (default %(default)s)")
+    p.add_argument(
+        "submission_dir", type=Path, metavar="SUBMISSION_DIR", help=f"folder holding {RULES.code_filename}"
+    )
+    p.add_argument(
+        "--seeds",
+        default=",".join(map(str, RULES.default_seeds)),
+        help="comma-separated (default %(default)s)",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes per phase: GPUs, or CPU processes (gloo)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help=f"folder of shards (default: ${DATA_DIR_ENV})")
-    p.add_argument("--tokenizer", type=Path, default=None,
-                   help="SentencePiece model (default: the one next to the data)")
+    p.add_argument("--data-dir", type=Path, default=None, help=f"folder of shards (default: ${DATA_DIR_ENV})")
+    p.add_argument(
+        "--tokenizer", type=Path, default=None, help="SentencePiece model (default: the one next to the data)"
+    )
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<UTC time>)")
-    p.add_argument("--policy", choices=("strict", "challenge"), default="challenge",
-                   help="strict: the whole phase wall time counts and any isolation attempt fails the seed")
+    p.add_argument(
+        "--policy",
+        choices=("strict", "challenge"),
+        default="challenge",
+        help="strict: the whole phase wall time counts and any isolation attempt fails the seed",
+    )
     p.add_argument("--protocol", choices=("native", "legacy"), default="native")
     p.add_argument("--resume", action="store_true", help="keep seeds that already have a complete result")
-    p.add_argument("--legacy-final-pattern", default=None, metavar="REGEX",
-                   help="legacy: regex with named groups val_loss and val_bpb for the final score line")
+    p.add_argument(
+        "--legacy-final-pattern",
+        default=None,
+        metavar="REGEX",
+        help="legacy: regex with named groups val_loss and val_bpb for the final score line",
+    )
     add_run_arguments(p)
 
 
