@@ -735,12 +735,21 @@ def check_file_integrity(rec: Record) -> list[Finding]:
     return out
 
 
+def _packed_source(rec: Record) -> str | None:
+    """The readable source next to a packed train_gpt.py (``--pack-code``), if any."""
+    code = rec.field("code")
+    if isinstance(code, dict) and code.get("packed") is True and isinstance(code.get("source_file"), str):
+        return str(code["source_file"])
+    return None
+
+
 def check_code_identity(rec: Record) -> list[Finding]:
     """The code in the folder is the code that ran: hashes from the harness, else the log's own size line."""
     rule = "code_identity"
     code_name = RULES.code_filename
     out: list[Finding] = []
     code = rec.field("code")
+    packed_source = _packed_source(rec)
     if isinstance(code, dict):
         src_name = (
             code.get("source_file")
@@ -791,7 +800,9 @@ def check_code_identity(rec: Record) -> list[Finding]:
         run = rec.runs[seed]
         files = run.result.get("code_files") if run.result else None
         if isinstance(files, dict):
-            for name, meta in files.items():
+            for ran_name, meta in files.items():
+                # With --pack-code the shipped train_gpt.py is the packed file; the source that ran sits beside it.
+                name = packed_source if ran_name == code_name and packed_source else ran_name
                 digest = _sha256(_inside(rec, name))
                 want = meta.get("sha256") if isinstance(meta, dict) else None
                 if digest is None:
@@ -1019,6 +1030,12 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
         if run.log is not None and run.log.artifact_bytes is not None:
             f = run.log.artifact_bytes
             sources.append((f.value, Evidence(f.value, run.log_file, f.line, f.text), "log"))
+            # Any other size the same log states must be under the cap too (and is shown).
+            for other in run.log.artifact_sizes:
+                if other.value != f.value:
+                    sources.insert(
+                        0, (other.value, Evidence(other.value, run.log_file, other.line, other.text), "log")
+                    )
         if run.result is not None and (n := _integer(run.result.get("artifact_bytes"))) is not None:
             sources.append(
                 (n, Evidence(n, run.result_file, None, "artifact_bytes"), "result.json (harness-counted)")
@@ -1059,12 +1076,17 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
             continue
         if c > cap:
             out.append(Finding(rule, FAIL, f"{key} {c:,} over cap {cap:,}", key, (_claim_evidence(key, c),)))
-        elif measured_all and len(measured_all) == len(rec.seeds) and c != max(measured_all):
+        elif (
+            measured_all
+            and len(measured_all) == len(rec.seeds)
+            and c != (want := _expected_total(rec, key, measured_all))
+        ):
             out.append(
                 Finding(
                     rule,
                     FAIL,
-                    f"{key} {c:,} but the largest measured artifact is {max(measured_all):,}",
+                    f"{key} {c:,} but the largest measured artifact is {max(measured_all):,}"
+                    + (f" ({want:,} with the shipped code)" if want != max(measured_all) else ""),
                     key,
                     (_claim_evidence(key, c),),
                 )
@@ -1072,6 +1094,17 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
         else:
             out.append(Finding(rule, PASS, f"{key} {c:,} <= cap {cap:,}", key, (_claim_evidence(key, c),)))
     return out or [Finding(rule, NOT_VERIFIABLE, "no artifact size anywhere (no seeds, no bytes_total)")]
+
+
+def _expected_total(rec: Record, key: str, measured: list[int]) -> int:
+    """The largest artifact; for bytes_total of a packed folder, with the shipped code bytes in place of the code that ran."""
+    largest = max(measured)
+    code = rec.field("code")
+    if key == "bytes_total" and _packed_source(rec) and isinstance(code, dict):
+        ran, shipped = _integer(code.get("ran_code_bytes")), _integer(rec.field("bytes_code"))
+        if ran is not None and shipped is not None:
+            return largest - ran + shipped
+    return largest
 
 
 def _time_rule(rule: str, rec: Record, key: str, limit_s: float) -> list[Finding]:

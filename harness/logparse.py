@@ -117,6 +117,8 @@ class LogFacts:
     train_time_ms: Fact[float] | None = None
     eval_time_ms: Fact[float] | None = None
     artifact_bytes: Fact[int] | None = None
+    # Every artifact size the log states (the trainer's lines and its artifact events), in order.
+    artifact_sizes: list[Fact[int]] = field(default_factory=list)
     model_bytes: Fact[int] | None = None
     code_bytes: Fact[int] | None = None
     seed: Fact[int] | None = None
@@ -204,6 +206,9 @@ def parse_log(text: str) -> LogFacts:
         _read_line(facts, metrics, line, lineno)
     if long_lines:
         facts.warnings.append(f"{long_lines} line(s) longer than {MAX_LINE_CHARS} characters read in part")
+    if any(f.label for f in facts.artifact_sizes):
+        # An unqualified total next to a qualified one is the raw (uncompressed) model: not the artifact.
+        facts.artifact_sizes = [f for f in facts.artifact_sizes if f.label]
     facts.metrics = _merge_exact(metrics)
     finals = [m for m in facts.metrics if not m.diagnostic]
     facts.final = finals[-1] if finals else None
@@ -271,6 +276,8 @@ def _read_line(facts: LogFacts, metrics: list[Metric], line: str, lineno: int) -
                 # A qualified size (the compressed artifact) is never replaced by a raw one.
                 if previous is None or qual or not previous.label:
                     setattr(facts, attr, Fact(n, lineno, _evidence(line), qual))
+                if attr == "artifact_bytes":
+                    facts.artifact_sizes.append(Fact(n, lineno, _evidence(line), qual))
                 return
     sd = _SEED_RE.match(line)
     if sd:
@@ -371,6 +378,7 @@ def _read_event(
         n = event.get("bytes")
         if isinstance(n, int) and not isinstance(n, bool):
             facts.artifact_bytes = Fact(n, lineno, ev, "artifact event (trainer's claim)")
+            facts.artifact_sizes.append(facts.artifact_bytes)
     elif name == EV_EVAL_END:
         bpb, loss = event.get("val_bpb"), event.get("val_loss")
         if isinstance(bpb, (int, float)) and not isinstance(bpb, bool) and math.isfinite(bpb):

@@ -336,3 +336,150 @@ def test_limits_come_from_rules() -> None:
     desc = {r.name: r.description for r in CHECK_RULES}
     assert f"{RULES.artifact_cap_bytes:,}" in desc["artifact_bytes"]
     assert f"{RULES.train_time_limit_s:g}" in desc["train_time"]
+
+
+# ---------------------------------------------------------------- folders made by `pgolf package`
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A realistic 3-seed run (tests/fixtures_run.py), packaged for the record track."""
+    from fixtures_run import make_run_dir
+
+    from harness.package import package_run
+
+    base = tmp_path_factory.mktemp("packaged")
+    run = make_run_dir(base / "run")
+    return package_run(
+        run,
+        name="FixtureRecord",
+        author="Fixture Author",
+        github_id="fixture",
+        track="10min_16mb",
+        out_root=base / "records",
+        baseline_bpb=1.0810,
+    )
+
+
+def test_a_packaged_run_is_verifiable_throughout_and_passes(packaged: Path) -> None:
+    report = check_record(packaged)
+    no_checker_errors(report)
+    assert report.ok, [f for f in report.findings if f.verdict != PASS]
+    # Made by pgolf: nothing is left unverifiable, and every rule had something to check.
+    assert report.counts()[NOT_VERIFIABLE] == 0
+    assert {f.rule for f in report.findings} == {r.name for r in CHECK_RULES}
+    # The harness's own measurements were read (seed<SEED>/result.json), not only the logs.
+    sizes = next(f for f in report.findings if f.rule == "artifact_bytes" and f.subject == "seed 42")
+    assert {e.file for e in sizes.evidence} >= {"train_seed42.log", "seed42/result.json"}
+
+
+def test_a_packaged_run_with_packed_code_passes(tmp_path: Path) -> None:
+    from fixtures_run import make_run_dir
+
+    from harness.package import package_run
+
+    run = make_run_dir(tmp_path / "run")
+    dest = package_run(
+        run,
+        name="Packed",
+        author="A",
+        github_id="a",
+        track="10min_16mb",
+        out_root=tmp_path / "records",
+        baseline_bpb=1.0810,
+        pack_code=True,
+    )
+    report = check_record(dest)
+    no_checker_errors(report)
+    assert report.ok, [f for f in report.findings if f.verdict != PASS]
+
+
+def _tamper_native_final(d: Path) -> None:
+    # In a pgolf log the native eval_end event is the final score (the trainer's own lines come before it).
+    edit_text(d / "train_seed0.log", r'^(:::PGOLF \{"event":"eval_end".*"val_bpb":)1\.', r"\g<1>2.")
+
+
+def _set_result(seed: int, **fields: object) -> Callable[[Path], None]:
+    def tamper(d: Path) -> None:
+        edit_json(d / f"seed{seed}" / "result.json", lambda r: r.update(fields))
+
+    return tamper
+
+
+def _flip_harness_verdict(d: Path) -> None:
+    def change(r: dict) -> None:
+        r["verdicts"][0]["verdict"] = "fail"
+
+    edit_json(d / "seed1234" / "result.json", change)
+
+
+PACKAGED_TAMPERS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("claimed seed score", _tamper_seed_score, "seed_scores"),
+    (
+        "score in a log",
+        _tamper_native_final,
+        "seed_scores",
+    ),
+    ("claimed mean", _tamper_mean, "mean_std"),
+    (
+        "harness size over the cap",
+        _set_result(0, artifact_bytes=RULES.artifact_cap_bytes + 1),
+        "artifact_bytes",
+    ),
+    (
+        "size in a log over the cap",
+        lambda d: edit_text(
+            d / "train_seed42.log",
+            r"^Total submission size int6\+brotli: \d+",
+            f"Total submission size int6+brotli: {RULES.artifact_cap_bytes + 1}",
+        ),
+        "artifact_bytes",
+    ),
+    ("claimed size", _tamper_claimed_size, "artifact_bytes"),
+    ("a seed log removed", _tamper_remove_log, "seed_logs"),
+    (
+        "harness training time over the limit",
+        _set_result(42, train_time_s=RULES.train_time_limit_s + 1),
+        "train_time",
+    ),
+    (
+        "harness eval time over the limit",
+        _set_result(1234, eval_time_s=RULES.eval_time_limit_s + 30),
+        "eval_time",
+    ),
+    ("a failed harness verdict", _flip_harness_verdict, "harness_results"),
+    ("p-value", _tamper_p_value, "statistics"),
+    (
+        "rehearsal on a record track",
+        lambda d: edit_json(d / "submission.json", lambda s: s.update(rehearsal=True)),
+        "track",
+    ),
+    ("code edited after the run", _tamper_code, "code_identity"),
+    ("a packaged file edited", lambda d: (d / "requirements.txt").write_text("torch\n"), "file_integrity"),
+    (
+        "schema field removed",
+        lambda d: edit_json(d / "submission.json", lambda s: s.pop("compliance")),
+        "submission_schema",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "tamper", "rule"), PACKAGED_TAMPERS, ids=[t[0] for t in PACKAGED_TAMPERS])
+def test_tampering_with_a_packaged_run_is_caught_by_the_rule_named_for_it(
+    packaged: Path, tmp_path: Path, what: str, tamper: Callable[[Path], None], rule: str
+) -> None:
+    d = copy_record(packaged, tmp_path)
+    tamper(d)
+    report = check_record(d)
+    no_checker_errors(report)
+    assert not report.ok, what
+    assert rule in report.failed_rules(), (what, report.failed_rules())
+
+
+def test_a_packaged_folder_renamed_badly_fails_folder_name_and_date(packaged: Path, tmp_path: Path) -> None:
+    d = copy_record(packaged, tmp_path, "FixtureRecord")
+    report = check_record(d)
+    assert "folder_name" in report.failed_rules()
+    d = copy_record(packaged, tmp_path, "2020-01-01_FixtureRecord")
+    report = check_record(d)
+    assert report.failed_rules() == ["date"]
