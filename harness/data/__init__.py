@@ -1,0 +1,1 @@
+"""Package data: the rehearsal data lives in harness/data/rehearsal/."""

@@ -1,0 +1,1 @@
+"""The rehearsal data (see README.md and manifest.json here)."""
