@@ -483,3 +483,15 @@ def test_a_packaged_folder_renamed_badly_fails_folder_name_and_date(packaged: Pa
     d = copy_record(packaged, tmp_path, "2020-01-01_FixtureRecord")
     report = check_record(d)
     assert report.failed_rules() == ["date"]
+
+
+def test_a_train_time_just_past_the_cap_fails_and_says_by_how_little(tmp_path: Path) -> None:
+    # Trainers that check their cap after each step stop a fraction of a step past it.
+    d = copy_record(EARLY, tmp_path)
+    edit_text(d / "train.log", r"train_time:599412ms step:13772", "train_time:600038ms step:13772")
+    report = check_record(d)
+    finding = next(f for f in report.findings if f.rule == "train_time")
+    assert finding.verdict == FAIL
+    assert "over by 0.038 s, less than one step" in finding.detail
+    line = next(e.line for e in finding.evidence if e.file == "train.log")
+    assert "stopping_early" in (d / "train.log").read_text().splitlines()[line - 1]
