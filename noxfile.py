@@ -35,6 +35,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmarks/*_bench.py (posargs: names to run, e.g. `fetch`); results in benchmarks/results/."""
+    install_project(session)
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     install_project(session, "dev")
     session.run("mypy")
