@@ -1015,6 +1015,13 @@ def check_aggregates(rec: Record) -> list[Finding]:
             if ok and from_claims:
                 verdict = NOT_VERIFIABLE
                 detail += ": arithmetic agrees, but some per-seed values are only claims"
+            if not ok and not field_name.endswith("_std") and len(values) > 1:
+                same = [s for s, v in zip(rec.seeds, values, strict=True) if matches(c, v)]
+                if same:
+                    detail += f"; the claim is seed {same[0]}'s own value, not the mean"
+                    if not rec.seeds_source.startswith(SUBMISSION_FILE):
+                        # The folder never said its score is a mean over these seeds (older convention).
+                        verdict = NOT_VERIFIABLE
             out.append(Finding(rule, verdict, detail, field_name, (_claim_evidence(field_name, c),)))
     return out
 
@@ -1074,8 +1081,13 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
         c = _integer(rec.field(key))
         if c is None:
             continue
+        older = key == "bytes_total" and not rec.seeds_source.startswith(SUBMISSION_FILE)
         if c > cap:
             out.append(Finding(rule, FAIL, f"{key} {c:,} over cap {cap:,}", key, (_claim_evidence(key, c),)))
+        elif older and c in measured_all:
+            # Older folders claim no seeds: their bytes_total is the size of the one run they report.
+            detail = f"{key} {c:,} <= cap {cap:,}, the measured size of one of the seeds' artifacts"
+            out.append(Finding(rule, PASS, detail, key, (_claim_evidence(key, c),)))
         elif (
             measured_all
             and len(measured_all) == len(rec.seeds)

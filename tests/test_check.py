@@ -495,3 +495,18 @@ def test_a_train_time_just_past_the_cap_fails_and_says_by_how_little(tmp_path: P
     assert "over by 0.038 s, less than one step" in finding.detail
     line = next(e.line for e in finding.evidence if e.file == "train.log")
     assert "stopping_early" in (d / "train.log").read_text().splitlines()[line - 1]
+
+
+def test_a_score_that_is_one_seeds_value_not_the_mean(tmp_path: Path) -> None:
+    d = copy_record(PHASED, tmp_path)
+    seed0 = json.loads((d / "submission.json").read_text())["seed_results"]["0"]["val_bpb"]
+    edit_json(d / "submission.json", lambda s: s.update(val_bpb=seed0))
+    finding = next(f for f in check_record(d).findings if f.rule == "mean_std" and f.subject == "val_bpb")
+    # The folder lists its seeds, so its val_bpb must be their mean.
+    assert finding.verdict == FAIL and "seed 0's own value, not the mean" in finding.detail
+    # An older folder that lists no seeds never said its score is a mean: not verifiable.
+    edit_json(d / "submission.json", lambda s: (s.pop("seeds"), s.pop("seed_results")))
+    report = check_record(d)
+    finding = next(f for f in report.findings if f.rule == "mean_std" and f.subject == "val_bpb")
+    assert finding.verdict == NOT_VERIFIABLE and "seed 0's own value" in finding.detail
+    assert report.rule_verdict("artifact_bytes") == PASS
