@@ -7,6 +7,7 @@ a handful of line shapes, which this module reads (and nothing else is assumed):
   ``final_int8_zlib_roundtrip_exact``, ``final_int6_sliding_window``, ``quantized_ttt_phased``;
   an ``_exact`` line refines the line before it that has the same label without ``_exact``;
   ``diagnostic ...`` / ``pre-quantization ...`` lines are reported but never the final score;
+  a space may stand for the colon (``final val_loss 2.31 val_bpb 1.06``) and ``time:<n>ms`` for ``eval_time``;
 - step lines: ``step:<n>/<m> train_loss:<x> train_time:<t>ms step_avg:<a>ms`` and the newer
   ``<n>/<m> train_loss: <x> train_time: <t>m tok/s: ...``; ``step:<n>/<m> val_loss:... val_bpb:...``
   is periodic validation, not a final score;
@@ -65,9 +66,9 @@ _STOP_RE = re.compile(r"stopping_early:")
 _STOP_STEP_RE = re.compile(r"\bstep:\s*(?P<step>\d+)(?:/(?P<total>\d+))?")
 _METRIC_RE = re.compile(
     rf"(?P<label>[A-Za-z][\w+\-.]*(?:[ \t]+[A-Za-z][\w+\-.]*)*)[ \t]+"
-    rf"(?:val_loss:\s*(?P<loss>{_NUM})[ \t,]+)?val_bpb:\s*(?P<bpb>{_NUM})(?P<rest>.*)$"
+    rf"(?:val_loss(?::\s*|[ \t]+)(?P<loss>{_NUM})[ \t,]+)?val_bpb(?::\s*|[ \t]+)(?P<bpb>{_NUM})(?P<rest>.*)$"
 )
-_EVAL_TIME_RE = re.compile(rf"\beval_time:\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
+_EVAL_TIME_RE = re.compile(rf"\b(?:eval_time|time):\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
 _TOTAL_EVAL_RE = re.compile(rf"\btotal_eval_time:\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
 _TOTAL_SIZE_RE = re.compile(r"Total submission size(?P<qual>[^:]*):\s*(?P<n>\d[\d,]*)\s*bytes")
 _MODEL_SIZE_RE = re.compile(r"Serialized model(?P<qual>[^:]*):\s*(?P<n>\d[\d,]*)\s*bytes")

@@ -226,3 +226,23 @@ def test_odd_files_are_read_as_far_as_they_make_sense(tmp_path: Path) -> None:
 def test_parse_log_never_raises(text: str) -> None:
     parse_log(text)
     parse_log("step:1/2 train_loss:" + text + "\nfinal val_loss:" + text + " val_bpb:1.0\n" + text)
+
+
+def test_metric_lines_with_spaces_for_colons_and_a_bare_time_field() -> None:
+    facts = parse_log(
+        "float (EMA) val_loss 2.33001 val_bpb 1.06480\n"
+        "ensemble_sliding val_loss:1.9139 val_bpb:1.1335 stride:64 time:68826ms\n"
+        "ensemble_sliding_exact val_loss:1.91389421 val_bpb:1.13351895\n"
+        "final val_loss 2.319442 val_bpb 1.059894\n"
+    )
+    assert [m.label for m in facts.metrics] == ["ensemble_sliding_exact", "final"]
+    assert facts.metrics[0].eval_time_ms == 68826.0
+    assert facts.final is not None and (facts.final.val_loss, facts.final.val_bpb) == (2.319442, 1.059894)
+    assert facts.final.bpb_decimals == 6
+    # Hyperparameter names that merely contain val_bpb are not metrics.
+    assert (
+        parse_log(
+            "  val_bpb_every: 500\n  target_val_bpb 1.05\nval_bpb:enabled tokenizer_kind=sentencepiece"
+        ).metrics
+        == []
+    )
