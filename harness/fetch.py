@@ -26,14 +26,14 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
 
 from harness import __version__
@@ -191,6 +191,8 @@ class _Fetcher:
         self.stats = _Stats()
         self.token: str | None = None
         self.commit = ""
+        self.vocab = variant.vocab_size
+        self.verified: dict[str, str] = {}  # local path -> sha256, for files checked in place
         self._advance: Callable[[int], None] = lambda n: None
 
         import huggingface_hub  # lazily: after _prepare_environment
@@ -281,11 +283,11 @@ class _Fetcher:
     # -- planning ----------------------------------------------------------------------------
     def local_of(self, repo_path: str) -> str:
         root = self.variant.root.strip("/") + "/"
-        rel = repo_path[len(root) :] if repo_path.startswith(root) else repo_path
-        target = (self.data_dir / rel).resolve()
-        if self.data_dir not in target.parents:
+        rel = PurePosixPath(repo_path[len(root) :] if repo_path.startswith(root) else repo_path)
+        # Lexical check (not resolve()): DATA_DIR/datasets may well be a symlink to a bigger disk.
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise self.error(f"repo path {repo_path!r} would land outside {self.data_dir}")
-        return target.relative_to(self.data_dir).as_posix()
+        return rel.as_posix()
 
     def remote(self, entry: Any, kind: str) -> RemoteFile:
         lfs = getattr(entry, "lfs", None)
@@ -312,8 +314,8 @@ class _Fetcher:
             )
         return files
 
-    def plan(self) -> tuple[list[RemoteFile], int]:
-        """Resolve the revision and list what to fetch. Returns (files, vocab size)."""
+    def plan(self) -> list[RemoteFile]:
+        """Resolve the revision and list what to fetch."""
         v = self.variant
         info = self.retrying(
             f"dataset repo {self.repo_id}",
@@ -321,7 +323,6 @@ class _Fetcher:
         )
         self.commit = str(info.sha)
         files: list[RemoteFile] = []
-        vocab = v.vocab_size
         tokenizer_paths = [f"{v.root}/{t}" for t in v.tokenizer_files]
         expected_train = None
         if v.manifest:
@@ -331,7 +332,7 @@ class _Fetcher:
             if not (local.is_file() and self.matches(local, manifest_file)[0]):
                 self.fetch_all([manifest_file])
             manifest = self.read_manifest(manifest_file)
-            tokenizer_paths, vocab, expected_train = self.from_manifest(manifest, manifest_file)
+            tokenizer_paths, self.vocab, expected_train = self.from_manifest(manifest, manifest_file)
             files.append(manifest_file)
 
         listing = self.retrying(
@@ -385,7 +386,7 @@ class _Fetcher:
         if tokenizer_paths:
             tok = self.paths_info(tokenizer_paths, "tokenizer")
             files.extend(self.remote(tok[p], "tokenizer") for p in tokenizer_paths)
-        return files, vocab
+        return files
 
     def read_manifest(self, f: RemoteFile) -> dict[str, Any]:
         path = self.data_dir / f.local
@@ -429,14 +430,29 @@ class _Fetcher:
             return sha == f.sha256, sha
         return blob == f.git_oid, sha
 
-    def check_content(self, path: Path, f: RemoteFile, vocab: int) -> None:
-        """Shard header/size/token range and tokenizer vocabulary: one-line errors."""
+    def check_content(self, path: Path, f: RemoteFile) -> None:
+        """Shard header/size/token range and tokenizer vocabulary: one-line errors. A file that
+        matches the repo's sha256 and fails here is wrong in the repo: fetching it again cannot help."""
         if f.kind in ("train", "val"):
-            validate_shard(path, vocab)
+            validate_shard(path, self.vocab)
         elif f.kind == "val_bytes":
             validate_shard(path)
         elif f.kind == "tokenizer":
-            check_tokenizer(path, vocab, self.variant.name)
+            check_tokenizer(path, self.vocab, self.variant.name)
+
+    def check_present(self, f: RemoteFile) -> None:
+        """Keep a file already in DATA_DIR if it is exactly the repo's; otherwise remove it."""
+        path = self.data_dir / f.local
+        ok, sha = self.matches(path, f)
+        if ok:
+            self.check_content(path, f)
+            with self.stats.lock:
+                self.verified[f.local] = sha
+        else:
+            path.unlink(missing_ok=True)
+            with self.stats.lock:
+                self.stats.repaired_files += 1
+        self._advance(f.size)
 
     # -- downloading -------------------------------------------------------------------------
     def transfer(self, f: RemoteFile, part: Path) -> None:
@@ -484,10 +500,12 @@ class _Fetcher:
             with self.stats.lock:
                 self.stats.repaired_files += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, dest)
+        shutil.move(part, dest)  # a rename, or a copy when DATA_DIR/datasets is on another disk
+        self.check_content(dest, f)
         with self.stats.lock:
             self.stats.downloaded_files += 1
             self.stats.downloaded_bytes += f.size
+            self.verified[f.local] = sha
 
     def fetch_all(self, files: list[RemoteFile]) -> None:
         if not files:
@@ -496,27 +514,49 @@ class _Fetcher:
         self.run_parallel(self.fetch_one, files)
 
     def run_parallel(self, fn: Callable[[RemoteFile], None], files: Iterable[RemoteFile]) -> None:
-        """Run ``fn`` over ``files`` on the worker pool; the first error stops the others."""
-        pool = ThreadPoolExecutor(max_workers=max(1, self.opts.workers), thread_name_prefix="pgolf-fetch")
-        futures: list[Future[None]] = [pool.submit(fn, f) for f in files]
+        """Run ``fn`` over ``files`` on ``workers`` threads. A failed file does not stop the others
+        (what finishes is kept); the first error is raised once all are done. Ctrl-C stops at once:
+        the threads are daemons, so a transfer stuck on the network cannot hold the exit, and a
+        partial file is always a correct prefix that the next run resumes."""
+        todo: queue.SimpleQueue[RemoteFile] = queue.SimpleQueue()
+        items = list(files)
+        for f in items:
+            todo.put(f)
+        errors: list[tuple[RemoteFile, BaseException]] = []
+
+        def worker() -> None:
+            while not self.stop.is_set():
+                try:
+                    f = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    fn(f)
+                except BaseException as exc:
+                    errors.append((f, exc))
+
+        threads = [
+            threading.Thread(target=worker, name=f"pgolf-fetch-{i}", daemon=True)
+            for i in range(max(1, min(self.opts.workers, len(items))))
+        ]
+        for t in threads:
+            t.start()
         try:
-            while True:
-                done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                failed = [fut for fut in done if fut.exception() is not None]
-                if failed or not pending:
-                    break
-            if failed:
-                self.stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                errors = [fut.exception() for fut in futures if fut.done() and not fut.cancelled()]
-                real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
-                raise real[0] if real else _Cancelled()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
         except KeyboardInterrupt:
-            # Partial files stay where they are: the next run resumes them.
             self.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        real = [(f, e) for f, e in errors if not isinstance(e, _Cancelled)]
+        if real:
+            f, exc = real[0]
+            more = f" (and {len(real) - 1} more file(s) failed)" if len(real) > 1 else ""
+            if isinstance(exc, PgolfError):
+                raise type(exc)(self.scrub(str(exc)) + more) from None
+            raise self._explain(exc, f.repo_path, 1) from exc
+        if errors:
+            raise errors[0][1]
 
 
 class _ProgressSink:
@@ -661,29 +701,13 @@ def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetch
     start = time.monotonic()
     fx = _Fetcher(opts, variant)
     with _Progress(opts.progress) as progress:
-        files, vocab = fx.plan()
+        files = fx.plan()
 
         # What is already here and exactly right is kept; anything else is fetched again.
-        present = [f for f in files if (data_dir / f.local).is_file()]
-        good: dict[str, str] = {}
-        bad: list[RemoteFile] = []
-        lock = threading.Lock()
-        advance = progress.task("verify", sum(f.size for f in present))
-
-        def check_present(f: RemoteFile) -> None:
-            ok, sha = fx.matches(data_dir / f.local, f)
-            with lock:
-                if ok:
-                    good[f.local] = sha
-                else:
-                    bad.append(f)
-            advance(f.size)
-
-        fx.run_parallel(check_present, present)
-        for f in bad:
-            (data_dir / f.local).unlink(missing_ok=True)
-        fx.stats.repaired_files += len(bad)
-        todo = [f for f in files if f.local not in good]
+        present = [f for f in files if (data_dir / f.local).is_file() and f.local not in fx.verified]
+        fx._advance = progress.task("verify", sum(f.size for f in present))
+        fx.run_parallel(fx.check_present, present)
+        todo = [f for f in files if f.local not in fx.verified]
 
         partial = {f.local: _partial_size(fx, f) for f in todo}
         need = sum(f.size - partial[f.local] for f in todo)
@@ -696,42 +720,44 @@ def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetch
         fx._advance = progress.task("download", need)
         fx.fetch_all(todo)
 
-        entries: list[LockEntry] = []
-        for f in files:
-            path = data_dir / f.local
-            fx.check_content(path, f, vocab)
-            sha = good.get(f.local) or hash_file(path)[0]
-            entries.append(LockEntry(f.local, f.repo_path, f.kind, f.size, sha))
-        _check_sidecars(data_dir, files)
+    entries = [LockEntry(f.local, f.repo_path, f.kind, f.size, fx.verified[f.local]) for f in files]
+    _check_sidecars(data_dir, files)
+    _remove_stale_partials(fx, files)
+    lock_path = lock_path_for(data_dir, variant)
+    write_lock(
+        lock_path,
+        {
+            "schema": LOCK_SCHEMA,
+            "variant": variant.name,
+            "dataset": variant.dataset,
+            "vocab_size": fx.vocab,
+            "repo_id": fx.repo_id,
+            "repo_type": REPO_TYPE,
+            "revision": fx.commit,
+            "train_shards": sum(1 for e in entries if e.kind == "train"),
+            "files": [e.__dict__ for e in sorted(entries, key=lambda e: e.path)],
+        },
+    )
+    return FetchResult(
+        lock_path=lock_path,
+        repo_id=fx.repo_id,
+        revision=fx.commit,
+        files=entries,
+        downloaded_files=fx.stats.downloaded_files,
+        downloaded_bytes=fx.stats.downloaded_bytes,
+        reused_files=len(files) - fx.stats.downloaded_files,
+        repaired_files=fx.stats.repaired_files,
+        elapsed_s=time.monotonic() - start,
+    )
 
-        lock_path = lock_path_for(data_dir, variant)
-        write_lock(
-            lock_path,
-            {
-                "schema": LOCK_SCHEMA,
-                "variant": variant.name,
-                "dataset": variant.dataset,
-                "vocab_size": vocab,
-                "repo_id": fx.repo_id,
-                "repo_type": REPO_TYPE,
-                "revision": fx.commit,
-                "requested_revision": opts.revision,
-                "train_shards": sum(1 for e in entries if e.kind == "train"),
-                "files": [e.__dict__ for e in sorted(entries, key=lambda e: e.path)],
-            },
-        )
-        result = FetchResult(
-            lock_path=lock_path,
-            repo_id=fx.repo_id,
-            revision=fx.commit,
-            files=entries,
-            downloaded_files=fx.stats.downloaded_files,
-            downloaded_bytes=fx.stats.downloaded_bytes,
-            reused_files=len(good),
-            repaired_files=fx.stats.repaired_files,
-            elapsed_s=time.monotonic() - start,
-        )
-    return result
+
+def _remove_stale_partials(fx: _Fetcher, files: list[RemoteFile]) -> None:
+    """Partial files of content the repo no longer has (after a successful fetch)."""
+    keep = {f"{f.key}.part" for f in files}
+    if fx.partial_dir.is_dir():
+        for p in fx.partial_dir.iterdir():
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
 
 
 def _partial_size(fx: _Fetcher, f: RemoteFile) -> int:

@@ -196,7 +196,7 @@ def test_full_fetch_writes_real_files_and_a_lock(hub, caseops_repo, tmp_path, ca
     code, out, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data)
     assert code == 0, err
     assert len(resolve_gets(hub)) == before
-    assert "0 downloaded" in out
+    assert "all already present" in out
     assert lock_path.read_bytes() == lock_bytes
 
 
@@ -269,8 +269,10 @@ def test_resume_after_kill_mid_download(big_repo, tmp_path):
 
         server.unstall(big)
         sent_before = server.bytes_sent[big]
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        loud = [a for a in cmd if a != "--quiet"]
+        run = subprocess.run(loud, env=env, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
+        assert "download" in run.stderr and "MB" in run.stderr  # the rich progress display
         last = server.gets(big)[-1]
         assert last.headers.get("range") == f"bytes={kept}-"
         assert server.bytes_sent[big] - sent_before == size - kept
@@ -278,6 +280,41 @@ def test_resume_after_kill_mid_download(big_repo, tmp_path):
     assert sha256(final.read_bytes()) == big_repo.files[big].sha256
     # Nothing of the Hub client landed in the user's home (~/.cache): its caches live under DATA_DIR.
     assert not [p for p in home.rglob("*") if "huggingface" in p.as_posix() or "xet" in p.name]
+
+
+def test_ctrl_c_stops_promptly_and_keeps_the_partial_file(big_repo, tmp_path):
+    big = f"{DS}/fineweb_train_000002.bin"
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in HF_ENV}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    cmd = [sys.executable, "-m", "harness", "fetch", "--data-dir", str(data), "--quiet"]
+    with HubServer([big_repo]) as server:
+        env["HF_ENDPOINT"] = server.endpoint
+        server.stall(big, 12 * MiB)  # the transfer hangs: Ctrl-C must not wait for it
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        part = data / ".pgolf-fetch" / "partial" / f"{big_repo.files[big].sha256}.part"
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size >= 10 * MiB):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 5
+        assert proc.returncode == 130
+        assert err.strip() == "pgolf fetch: interrupted"
+        assert part.stat().st_size >= 10 * MiB
+
+
+def test_datasets_folder_may_be_a_symlink_to_another_disk(hub, caseops_repo, tmp_path, capsys, monkeypatch):
+    data, elsewhere = tmp_path / "data", tmp_path / "big-disk"
+    data.mkdir()
+    elsewhere.mkdir()
+    (data / "datasets").symlink_to(elsewhere)
+    code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data)
+    assert code == 0, err
+    val = f"{DS}/fineweb_val_000000.bin"
+    assert (elsewhere / val.split("/", 2)[2]).read_bytes() == caseops_repo.files[val].data
 
 
 def test_5xx_mid_transfer_is_retried_and_resumed(big_repo, tmp_path, capsys, monkeypatch):
@@ -303,6 +340,22 @@ def test_persistent_5xx_fails_after_bounded_retries(hub, tmp_path, capsys, monke
     code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, tmp_path / "d", "--retries", "2")
     assert_one_line_error(code, err, "HTTP 500", "fineweb_val_000000.bin", "after 3 attempts")
     assert len(hub.gets(path)) == 3
+    # The other files finished and are kept: the next run fetches only the failed one.
+    data = tmp_path / "d"
+    assert local_of(data, f"{DS}/fineweb_train_000001.bin").is_file()
+    n = len(resolve_gets(hub))
+    hub.faults.fail_status[path].clear()
+    code, out, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data)
+    assert code == 0, err
+    assert resolve_gets(hub)[n:] == [r.path for r in hub.gets(path)[3:]]
+    assert "1 downloaded" in out
+
+
+def test_several_failures_are_counted_in_one_line(hub, tmp_path, capsys, monkeypatch):
+    for name in ("fineweb_train_000000.bin", "fineweb_train_000001.bin"):
+        hub.fail_next(f"{DS}/{name}", 502)
+    code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, tmp_path / "d", "--retries", "0")
+    assert_one_line_error(code, err, "HTTP 502", "and 1 more file(s) failed")
 
 
 def test_local_file_with_a_flipped_byte_is_repaired(hub, caseops_repo, tmp_path, capsys, monkeypatch):

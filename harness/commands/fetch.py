@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from harness.variants import DEFAULT_VARIANT, VARIANTS
@@ -90,12 +89,16 @@ def main(args: argparse.Namespace) -> int:
             f"({result.repo_id}@{result.revision[:12]})"
         )
         return 0
-    rate = result.downloaded_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    if result.downloaded_files:
+        rate = result.downloaded_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        what = (
+            f"{result.downloaded_files} downloaded, {result.downloaded_bytes / 1e6:.1f} MB at "
+            f"{rate / 1e6:.1f} MB/s; {result.reused_files} already present; {result.repaired_files} repaired"
+        )
+    else:
+        what = f"all already present; {result.repaired_files} repaired"
     print(
-        f"pgolf fetch: {len(result.files)} files verified ({result.downloaded_files} downloaded, "
-        f"{result.downloaded_bytes / 1e6:.1f} MB at {rate / 1e6:.1f} MB/s; {result.reused_files} already "
-        f"present; {result.repaired_files} repaired) from {result.repo_id}@{result.revision[:12]} "
-        f"in {result.elapsed_s:.1f} s; lock: {result.lock_path}",
-        file=sys.stdout,
+        f"pgolf fetch: {len(result.files)} files verified ({what}) from "
+        f"{result.repo_id}@{result.revision[:12]} in {result.elapsed_s:.1f} s; lock: {result.lock_path}"
     )
     return 0
