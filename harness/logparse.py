@@ -64,10 +64,12 @@ _TRAIN_TIME_RE = re.compile(rf"\btrain_time:\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m|m
 _STEP_AVG_RE = re.compile(rf"\bstep_avg:\s*(?P<v>{_NUM})\s*(?P<unit>ms|s)?\b")
 _STOP_RE = re.compile(r"stopping_early:")
 _STOP_STEP_RE = re.compile(r"\bstep:\s*(?P<step>\d+)(?:/(?P<total>\d+))?")
-_METRIC_RE = re.compile(
-    rf"(?P<label>[A-Za-z][\w+\-.]*(?:[ \t]+[A-Za-z][\w+\-.]*)*)[ \t]+"
-    rf"(?:val_loss(?::\s*|[ \t]+)(?P<loss>{_NUM})[ \t,]+)?val_bpb(?::\s*|[ \t]+)(?P<bpb>{_NUM})(?P<rest>.*)$"
-)
+# A metric line is matched in linear time: find "val_bpb <n>", then look back for "val_loss <n>" and
+# the label words (one regex over label-and-values backtracks quadratically on long word runs).
+_BPB_RE = re.compile(rf"(?<![\w])val_bpb(?::\s*|[ \t]+)(?P<bpb>{_NUM})")
+_LOSS_TAIL_RE = re.compile(rf"(?<![\w])val_loss(?::\s*|[ \t]+)(?P<loss>{_NUM})[ \t,]+$")
+_LABEL_WORD_RE = re.compile(r"[A-Za-z][\w+\-.]*")
+_LABEL_TAIL_RE = re.compile(r"[A-Za-z][\w+\-.]*$")
 _EVAL_TIME_RE = re.compile(rf"\b(?:eval_time|time):\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
 _TOTAL_EVAL_RE = re.compile(rf"\btotal_eval_time:\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
 _TOTAL_SIZE_RE = re.compile(r"Total submission size(?P<qual>[^:]*):\s*(?P<n>\d[\d,]*)\s*bytes")
@@ -253,12 +255,9 @@ def _read_line(facts: LogFacts, metrics: list[Metric], line: str, lineno: int) -
             if st["total"]:
                 facts.planned_steps = Fact(int(st["total"]), lineno, _evidence(line), "stopping_early")
         return
-    if "val_bpb" in line:
-        m = _METRIC_RE.search(line)
-        if m:
-            _read_metric(metrics, m, line, lineno)
-            facts.styles.add("legacy")
-            return
+    if "val_bpb" in line and _read_metric(metrics, line, lineno):
+        facts.styles.add("legacy")
+        return
     if "total_eval_time" in line:
         te = _TOTAL_EVAL_RE.search(line)
         if te and (ms := _ms(te["v"], te["unit"] or "s")) is not None:
@@ -307,28 +306,53 @@ def _read_step(facts: LogFacts, m: re.Match[str], line: str, lineno: int) -> Non
         facts.step_avg_ms = Fact(ms, lineno, ev, "step line")
 
 
-def _read_metric(metrics: list[Metric], m: re.Match[str], line: str, lineno: int) -> None:
-    label = m["label"].strip()
-    bpb = _float(m["bpb"])
-    if bpb is None or label.lower() in {"step", "val"}:
-        return
-    loss = _float(m["loss"]) if m["loss"] else None
-    et = _EVAL_TIME_RE.search(m["rest"] or "")
-    eval_ms = _ms(et["v"], et["unit"]) if et else None
-    metrics.append(
-        Metric(
-            label=label,
-            val_bpb=bpb,
-            val_loss=loss,
-            line=lineno,
-            text=_evidence(line),
-            bpb_decimals=decimals_of(m["bpb"]),
-            loss_decimals=decimals_of(m["loss"]) if m["loss"] else None,
-            eval_time_ms=eval_ms,
-            diagnostic=_is_diagnostic(label),
-            eval_time_line=lineno if eval_ms is not None else None,
+def _label_before(head: str) -> str | None:
+    """The label words that end ``head`` (which must end in blanks), e.g. ``diagnostic quantized``."""
+    if not head or head[-1] not in " \t":
+        return None
+    words: list[str] = []
+    for token in reversed(head.split()):
+        if _LABEL_WORD_RE.fullmatch(token):
+            words.append(token)
+            continue
+        tail = _LABEL_TAIL_RE.search(token)  # e.g. "[rank0]:final" -> "final"
+        if tail and tail.start() > 0 and not token[tail.start() - 1].isalnum():
+            words.append(tail.group())
+        break
+    return " ".join(reversed(words)) or None
+
+
+def _read_metric(metrics: list[Metric], line: str, lineno: int) -> bool:
+    for tries, m in enumerate(_BPB_RE.finditer(line)):
+        if tries >= 4:  # a real metric line names val_bpb once; more is junk, keep it linear
+            break
+        head, loss_text = line[: m.start()], None
+        lm = _LOSS_TAIL_RE.search(head)
+        if lm:
+            head, loss_text = head[: lm.start()], lm["loss"]
+        label = _label_before(head)
+        bpb = _float(m["bpb"])
+        if label is None or bpb is None or label.lower() in {"step", "val"}:
+            continue
+        loss = _float(loss_text) if loss_text else None
+        et = _EVAL_TIME_RE.search(line, m.end())
+        eval_ms = _ms(et["v"], et["unit"]) if et else None
+        metrics.append(
+            Metric(
+                label=label,
+                val_bpb=bpb,
+                val_loss=loss,
+                line=lineno,
+                text=_evidence(line),
+                bpb_decimals=decimals_of(m["bpb"]),
+                loss_decimals=decimals_of(loss_text) if loss_text else None,
+                eval_time_ms=eval_ms,
+                diagnostic=_is_diagnostic(label),
+                eval_time_line=lineno if eval_ms is not None else None,
+            )
         )
-    )
+        return True
+    return False
 
 
 def _merge_exact(metrics: list[Metric]) -> list[Metric]:

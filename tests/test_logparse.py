@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,12 @@ def test_metric_lines_with_spaces_for_colons_and_a_bare_time_field() -> None:
         ).metrics
         == []
     )
+
+
+def test_adversarial_lines_are_parsed_in_linear_time() -> None:
+    # Long runs of label-like words before val_bpb once made a single regex backtrack quadratically.
+    junk = ("a " * 2000 + "val_bpb x\n") * 100 + ("val_bpb:1 " * 400 + "\n") * 100
+    start = time.perf_counter()
+    facts = parse_log(junk + "final_int8_zlib_roundtrip_exact val_loss:2.07 val_bpb:1.22\n")
+    assert time.perf_counter() - start < 5.0
+    assert facts.final is not None and facts.final.line == 201
