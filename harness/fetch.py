@@ -50,6 +50,7 @@ HASH_BLOCK = 8 << 20
 # Left free after the download, so the fetch does not fill the disk to the last byte.
 DISK_RESERVE_BYTES = 256 << 20
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+SUPPORTED_HF_HUB_MAJOR = "2"  # also pinned in pyproject.toml
 
 T = TypeVar("T")
 
@@ -200,6 +201,13 @@ class _Fetcher:
         import huggingface_hub.file_download as hf_download
         import huggingface_hub.utils as hf_utils
 
+        major = huggingface_hub.__version__.split(".")[0]
+        if major != SUPPORTED_HF_HUB_MAJOR:
+            # We rely on the 2.x download internals (http_get with resume_size, typed errors).
+            raise PgolfError(
+                f"huggingface_hub {huggingface_hub.__version__} is installed; pgolf fetch needs "
+                f"{SUPPORTED_HF_HUB_MAJOR}.x (pip install 'huggingface_hub>={SUPPORTED_HF_HUB_MAJOR}.0,<3')"
+            )
         hf_utils.disable_progress_bars()  # type: ignore[attr-defined]  # lazily exported
         self.hf = huggingface_hub
         self.hf_errors = hf_errors
@@ -255,6 +263,8 @@ class _Fetcher:
         tries = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
         if isinstance(exc, e.HfHubHTTPError):
             status = exc.response.status_code if exc.response is not None else "?"
+            if status in (401, 403):
+                return self.error(f"{self.endpoint} refused access (HTTP {status}) to {what}: check HF_TOKEN")
             return self.error(f"{self.endpoint} answered HTTP {status} for {what}{tries}")
         if isinstance(exc, httpx2.TransportError):
             return self.error(
@@ -781,6 +791,14 @@ def _check_sidecars(data_dir: Path, files: list[RemoteFile]) -> None:
         n_val, n_side = read_header(data_dir / f.local), read_header(side)
         if n_val != n_side:
             raise ShardError(f"{side}: sidecar has {n_side} entries, expected {n_val} (one per token)")
+
+
+def lock_digest(path: Path) -> str:
+    """sha256 of a lock file: the fingerprint of exactly which data a run used."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise PgolfError(f"{path}: cannot read the data lock file ({exc.strerror})") from None
 
 
 def write_lock(path: Path, content: dict[str, Any]) -> None:

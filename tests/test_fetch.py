@@ -493,3 +493,30 @@ def test_offline_with_nothing_fetched_says_what_is_missing(tmp_path, capsys, mon
         capsys, monkeypatch, "http://127.0.0.1:9", tmp_path / "d", env={"HF_HUB_OFFLINE": "1"}
     )
     assert_one_line_error(code, err, "offline", f"{CASEOPS.dataset}.lock.json", "missing")
+
+
+# -- the fake Hub itself ----------------------------------------------------------------------------
+
+
+def test_hubserver_serves_the_clients_own_download_path(hub, caseops_repo, tmp_path):
+    """hf_hub_download and snapshot_download work against the loopback server, and show the
+    client behaviour pgolf fetch guards against: a flipped byte of the right size is accepted."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    val = f"{DS}/fineweb_val_000000.bin"
+    out = tmp_path / "snap"
+    snapshot_download(
+        CASEOPS.repo_id, repo_type="dataset", local_dir=out, endpoint=hub.endpoint, cache_dir=tmp_path / "c"
+    )
+    for p, f in caseops_repo.files.items():
+        assert (out / p).read_bytes() == f.data
+    hub.flip_next(val)
+    got = hf_hub_download(
+        CASEOPS.repo_id,
+        val,
+        repo_type="dataset",
+        local_dir=tmp_path / "one",
+        endpoint=hub.endpoint,
+        cache_dir=tmp_path / "c",
+    )
+    assert sha256(Path(got).read_bytes()) != caseops_repo.files[val].sha256  # accepted silently
