@@ -8,8 +8,10 @@ compressed. :func:`pack_source` turns Python source into a two-line stub:
 
 The stub runs the original program in the same module namespace (``__name__``,
 ``__file__``, ``sys.argv`` unchanged). The source is registered in ``linecache``
-under the stub's own path, so tracebacks show the real lines and
-``inspect.getsource`` (torch.compile, dataclasses) keeps working.
+under the stub's own path, so ``inspect.getsource`` (torch.compile, dataclasses) keeps
+working and tracebacks formatted by the ``traceback`` module (logging, torch elastic)
+show the real lines; the interpreter's own last-resort traceback of an uncaught error
+reads the file on disk and shows only file, line number and function.
 
 :func:`unpack_source` recovers the source without running anything, so a reviewer
 (``pgolf check``) can compare a packed file with its readable copy.

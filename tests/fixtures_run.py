@@ -291,9 +291,15 @@ def make_run_dir(
             "started_at": f"2026-11-22T10:{i:02d}:00Z",
             "finished_at": f"2026-11-22T10:{i:02d}:59Z",
         }
-        res.update((seed_fields or {}).get(seed, {}))
-        if "artifact_bytes" not in (seed_fields or {}).get(seed, {}):
+        overrides = (seed_fields or {}).get(seed, {})
+        res.update(overrides)
+        # Derived numbers follow the overridden ones, as they would in a real run.
+        if "artifact_bytes" not in overrides:
             res["artifact_bytes"] = res["code_bytes"] + res["model_bytes"]
+        for phase in ("train", "eval"):
+            timed = res[f"{phase}_time_s"]
+            if f"{phase}_phase_wall_s" not in overrides and timed is not None:
+                res[f"{phase}_phase_wall_s"] = round(timed + (4.0 if phase == "train" else 6.0), 3)
         if is_crash:
             res.update(
                 status="crashed",
