@@ -41,6 +41,9 @@ _SEVERITY = {PASS: 0, NOT_VERIFIABLE: 1, FAIL: 2}
 
 SUBMISSION_FILE = "submission.json"
 MAX_JSON_BYTES = 4 * 1024 * 1024
+# Logs other than train_seed<SEED>.log (e.g. an early folder's train.log) are read only to find
+# a single run's numbers; a folder with very many of them is not worth reading whole.
+MAX_OTHER_LOGS = 16
 # Where a folder may keep the harness's per-seed result.json ({seed} is filled in).
 RESULT_CANDIDATES = (
     "seed{seed}/result.json",
@@ -307,11 +310,14 @@ def load_record(record_dir: Path) -> Record:
         seeds, source = sorted(seed_logs), "train_seed<SEED>.log file names"
 
     other_logs: dict[str, LogFacts] = {}
-    for name in files:
-        if _SEED_LOG_RE.match(name) or not (
-            name.endswith(".log") or (name.endswith(".txt") and "log" in name.lower())
-        ):
-            continue
+    candidates = [
+        n
+        for n in files
+        if not _SEED_LOG_RE.match(n) and (n.endswith(".log") or (n.endswith(".txt") and "log" in n.lower()))
+    ]
+    if len(candidates) > MAX_OTHER_LOGS:
+        notes.append(f"{len(candidates)} other log files: read only the first {MAX_OTHER_LOGS}")
+    for name in candidates[:MAX_OTHER_LOGS]:
         facts = read_log(files[name])
         if facts.final is not None or facts.artifact_bytes is not None:
             other_logs[name] = facts

@@ -510,3 +510,16 @@ def test_a_score_that_is_one_seeds_value_not_the_mean(tmp_path: Path) -> None:
     finding = next(f for f in report.findings if f.rule == "mean_std" and f.subject == "val_bpb")
     assert finding.verdict == NOT_VERIFIABLE and "seed 0's own value" in finding.detail
     assert report.rule_verdict("artifact_bytes") == PASS
+
+
+def test_a_folder_with_many_stray_logs_is_read_in_part(tmp_path: Path) -> None:
+    from harness.check import MAX_OTHER_LOGS
+
+    d = copy_record(EARLY, tmp_path)
+    for i in range(MAX_OTHER_LOGS + 10):
+        (d / f"sweep_{i:03d}.log").write_text("final_int8_zlib_roundtrip_exact val_loss:2.5 val_bpb:1.5\n")
+    report = check_record(d)
+    no_checker_errors(report)
+    assert any(f"read only the first {MAX_OTHER_LOGS}" in n for n in report.notes)
+    # Several candidate logs and no seed list: which one is the run is unknown, nothing is guessed.
+    assert report.rule_verdict("seed_scores") == NOT_VERIFIABLE
