@@ -44,6 +44,8 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 # Logs other than train_seed<SEED>.log (e.g. an early folder's train.log) are read only to find
 # a single run's numbers; a folder with very many of them is not worth reading whole.
 MAX_OTHER_LOGS = 16
+# No real submission has more seeds than this; a longer list is junk and would only cost time.
+MAX_SEEDS = 1000
 # Where a folder may keep the harness's per-seed result.json ({seed} is filled in).
 RESULT_CANDIDATES = (
     "seed{seed}/result.json",
@@ -305,6 +307,9 @@ def load_record(record_dir: Path) -> Record:
         submission_error = "missing"
 
     seeds, source = _parse_seeds(submission)
+    if len(seeds) > MAX_SEEDS:
+        notes.append(f"{len(seeds)} seeds claimed: checked only the first {MAX_SEEDS}")
+        seeds = seeds[:MAX_SEEDS]
     seed_logs = {int(m["seed"]): name for name in files if (m := _SEED_LOG_RE.match(name)) is not None}
     if not seeds and seed_logs:
         seeds, source = sorted(seed_logs), "train_seed<SEED>.log file names"
