@@ -725,3 +725,17 @@ def test_schema_leaderboard_part_accepts_existing_submissions_and_full_schema_de
         assert not jsonschema.Draft202012Validator(schema).is_valid(doc)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**early, "val_bpb": "1.2"}, lenient)
+
+
+# --------------------------------------------------------------------------- what pgolf check says
+
+
+@pytest.mark.parametrize("pack_code", [False, True])
+def test_packaged_fixture_passes_every_check_rule(tmp_path: Path, pack_code: bool) -> None:
+    from harness.check import check_record
+
+    run = make_run_dir(tmp_path / "run")
+    dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB, pack_code=pack_code)
+    report = check_record(dest)
+    assert report.ok, report.failed_rules()
+    assert report.verdict == "pass", [f.to_dict() for f in report.findings if f.verdict != "pass"]
