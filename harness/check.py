@@ -471,7 +471,7 @@ def check_seed_logs(rec: Record) -> list[Finding]:
             else (Evidence(log.n_lines, name),)
         )
         what = "its seed line agrees" if log.seed else "present (the log does not print its seed)"
-        out.append(Finding(rule, PASS, f"{name} {what}", _subject(seed), ev))
+        out.append(Finding(rule, PASS, f"{name}: {what}", _subject(seed), ev))
     extra = sorted(
         int(m["seed"]) for n in rec.files if (m := _SEED_LOG_RE.match(n)) and int(m["seed"]) not in rec.runs
     )
@@ -499,7 +499,7 @@ def check_seed_count(rec: Record) -> list[Finding]:
             rule,
             verdict,
             f"{n} seed(s) on record track {track!r}; at least {RULES.min_record_seeds} needed",
-            evidence=(Evidence(rec.seeds, SUBMISSION_FILE, None, rec.seeds_source),),
+            evidence=(Evidence(rec.seeds, None, None, f"seeds (from {rec.seeds_source or 'nowhere'})"),),
         )
     ]
 
