@@ -1388,7 +1388,11 @@ CHECK_RULES: tuple[Rule, ...] = (
         "seed_logs", "one train_seed<SEED>.log per claimed seed, each the run of that seed", check_seed_logs
     ),
     Rule("seed_count", f"a record track claim has at least {RULES.min_record_seeds} seeds", check_seed_count),
-    Rule("submission_json", "submission.json is a well-formed JSON object", check_submission_json),
+    Rule(
+        "submission_json",
+        "submission.json is a well-formed JSON object that claims a val_bpb",
+        check_submission_json,
+    ),
     Rule(
         "submission_schema",
         "submission.json matches the shipped schema (lenient for folders not made by pgolf)",

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.check import FAIL, NOT_VERIFIABLE, PASS, CheckReport, Evidence, check_record
+from harness.check import CHECK_RULES, FAIL, NOT_VERIFIABLE, PASS, CheckReport, Evidence, check_record
 
 HELP = "verify a record folder, rule by rule"
 
@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "sizes and times against the logs, statistics. Nothing in the folder is executed. "
             "Exit 0 only when no rule fails (not-verifiable is not a failure)."
         ),
+        epilog="rules:\n" + "\n".join(f"  {r.name:<18} {r.description}" for r in CHECK_RULES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "record_dir", type=Path, metavar="RECORD_DIR", help="records/track_<track>/<date>_<name>/"
