@@ -42,6 +42,7 @@ import jsonschema
 from harness import __version__, stats
 from harness.errors import PgolfError
 from harness.fingerprint import hardware_line
+from harness.logparse import read_log
 from harness.packcode import minify_source, pack_source, unpack_source
 from harness.plots import load_curves, render_curves_png
 from harness.results import (
@@ -818,7 +819,7 @@ def package_run(
 @dataclass
 class SeedScores:
     source: str  # what the numbers were read from
-    seeds: list[int]
+    seeds: list[int | None]  # None: a single score whose seed is not known
     val_losses: list[float]
     val_bpbs: list[float]
     baseline_bpb: float | None = None
@@ -830,23 +831,37 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
-def load_scores(path: Path) -> SeedScores:
-    """Per-seed val_loss/val_bpb of a RUN_DIR (result.json files) or a record folder (submission.json)."""
-    path = Path(path)
-    sub_path = path / SUBMISSION_FILE
-    if sub_path.is_file():
-        try:
-            sub = json.loads(sub_path.read_text("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PgolfError(f"{sub_path}: not valid JSON ({exc})") from None
-        if (
-            not isinstance(sub, dict)
-            or not isinstance(sub.get("seed_results"), dict)
-            or not sub["seed_results"]
-        ):
-            raise PgolfError(f"{sub_path}: no seed_results object; per-seed scores are needed for statistics")
+_LOG_NAME_RE = re.compile(r"^train_seed(-?\d+)\.log$")
+
+
+def scores_from_logs(folder: Path) -> SeedScores | None:
+    """Final val_loss/val_bpb of each ``train_seed<SEED>.log`` (harness/logparse.py); None without logs."""
+    logs = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _LOG_NAME_RE.match(p.name)))
+    if not logs:
+        return None
+    out = SeedScores(source=f"{folder}/train_seed*.log", seeds=[], val_losses=[], val_bpbs=[])
+    for seed, log in logs:
+        final = read_log(log).final
+        if final is None or final.val_loss is None:
+            out.notes.append(f"{log.name}: no final val_loss/val_bpb line; left out")
+            continue
+        out.seeds.append(seed)
+        out.val_losses.append(final.val_loss)
+        out.val_bpbs.append(final.val_bpb)
+    return out
+
+
+def _scores_from_submission(sub_path: Path) -> SeedScores:
+    try:
+        sub = json.loads(sub_path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PgolfError(f"{sub_path}: not valid JSON ({exc})") from None
+    if not isinstance(sub, dict):
+        raise PgolfError(f"{sub_path}: expected a JSON object")
+    results = sub.get("seed_results")
+    if isinstance(results, dict) and results:
         out = SeedScores(source=str(sub_path), seeds=[], val_losses=[], val_bpbs=[])
-        for key, r in sub["seed_results"].items():
+        for key, r in results.items():
             loss = _num(r.get("val_loss")) if isinstance(r, dict) else None
             bpb = _num(r.get("val_bpb")) if isinstance(r, dict) else None
             if loss is None or bpb is None:
@@ -859,13 +874,39 @@ def load_scores(path: Path) -> SeedScores:
                 continue
             out.val_losses.append(loss)
             out.val_bpbs.append(bpb)
-        st: dict[str, Any] = sub["statistics"] if isinstance(sub.get("statistics"), dict) else {}
-        out.baseline_bpb = _num(sub.get("comparison_baseline_bpb"))
-        if st.get("baseline_loss_source") == "given":
-            out.baseline_loss = _num(st.get("baseline_loss"))
-        if not out.seeds:
-            raise PgolfError(f"{sub_path}: no seed has both val_loss and val_bpb")
-        return out
+    else:
+        # Older leaderboard folders: no per-seed numbers in submission.json, only the logs.
+        from_logs = scores_from_logs(sub_path.parent)
+        loss, bpb = _num(sub.get("val_loss")), _num(sub.get("val_bpb"))
+        if from_logs is not None:
+            out = from_logs
+        elif loss is not None and bpb is not None:
+            # The earliest folders: one run, its score only in submission.json.
+            out = SeedScores(source=str(sub_path), seeds=[None], val_losses=[loss], val_bpbs=[bpb])
+            out.notes.append("no per-seed scores: the single val_loss/val_bpb of submission.json")
+        else:
+            raise PgolfError(
+                f"{sub_path}: no seed_results, no train_seed<SEED>.log and no val_loss/val_bpb; nothing to compute"
+            )
+    st: dict[str, Any] = sub["statistics"] if isinstance(sub.get("statistics"), dict) else {}
+    out.baseline_bpb = _num(sub.get("comparison_baseline_bpb"))
+    if st.get("baseline_loss_source") == "given":
+        out.baseline_loss = _num(st.get("baseline_loss"))
+    if not out.seeds:
+        raise PgolfError(f"{sub_path}: no seed has both val_loss and val_bpb")
+    return out
+
+
+def load_scores(path: Path) -> SeedScores:
+    """Per-seed val_loss/val_bpb of a RUN_DIR (result.json files) or a record folder.
+
+    A record folder's numbers come from submission.json's seed_results, or, for older
+    leaderboard folders without them, from the final metric line of each seed's log.
+    """
+    path = Path(path)
+    sub_path = path / SUBMISSION_FILE
+    if sub_path.is_file():
+        return _scores_from_submission(sub_path)
     run = load_run(path)
     out = SeedScores(source=str(path), seeds=[], val_losses=[], val_bpbs=[])
     out.notes += list(run.missing.values())

@@ -739,3 +739,25 @@ def test_packaged_fixture_passes_every_check_rule(tmp_path: Path, pack_code: boo
     report = check_record(dest)
     assert report.ok, report.failed_rules()
     assert report.verdict == "pass", [f.to_dict() for f in report.findings if f.verdict != "pass"]
+
+
+def test_stats_of_older_leaderboard_folders_read_logs_or_the_single_score(tmp_path: Path) -> None:
+    rec = tmp_path / "2026-03-20_Old"
+    rec.mkdir()
+    (rec / SUBMISSION_FILE).write_text(json.dumps({"name": "Old", "val_loss": 2.0, "val_bpb": 1.2}))
+    # no seed_results and no per-seed logs: the one score of submission.json
+    one = load_scores(rec)
+    assert one.seeds == [None] and one.val_losses == [2.0] and one.notes
+    # per-seed logs with the trainers' final lines win over it
+    (rec / "train_seed1.log").write_text(
+        "step:10/10 val_loss:2.1 val_bpb:1.3 train_time:1ms step_avg:1ms\n"
+        "final_int8_zlib_roundtrip_exact val_loss:2.05000000 val_bpb:1.21000000\n"
+    )
+    (rec / "train_seed2.log").write_text(
+        "final_int8_zlib_roundtrip_exact val_loss:2.07000000 val_bpb:1.22000000\n"
+    )
+    (rec / "train_seed3.log").write_text("crashed before the end\n")
+    scores = load_scores(rec)
+    assert scores.seeds == [1, 2]
+    assert scores.val_losses == [2.05, 2.07] and scores.val_bpbs == [1.21, 1.22]
+    assert any("train_seed3.log" in n for n in scores.notes)

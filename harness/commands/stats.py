@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     table.add_column("val_loss (nats)", justify="right")
     table.add_column("val_bpb", justify="right")
     for seed, loss, bpb in zip(scores.seeds, scores.val_losses, scores.val_bpbs, strict=True):
-        table.add_row(str(seed), f"{loss:.6f}", f"{bpb:.6f}")
+        table.add_row("?" if seed is None else str(seed), f"{loss:.6f}", f"{bpb:.6f}")
     console.print(table)
     for note in scores.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
