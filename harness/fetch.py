@@ -81,8 +81,11 @@ class RemoteFile:
     git_oid: str | None  # other files: the git blob id, checked instead
 
     @property
-    def key(self) -> str:
-        return self.sha256 or self.git_oid or re.sub(r"[^A-Za-z0-9._-]", "_", self.repo_path)
+    def part_name(self) -> str:
+        """Partial-download file name: one per destination and content (two files with the same
+        content never share one; a file whose content changed in the repo starts afresh)."""
+        content = (self.sha256 or self.git_oid or "unknown")[:16]
+        return f"{re.sub(r'[^A-Za-z0-9._-]', '_', self.local)}.{content}.part"
 
 
 @dataclass(frozen=True)
@@ -487,7 +490,7 @@ class _Fetcher:
 
     def fetch_one(self, f: RemoteFile) -> None:
         dest = self.data_dir / f.local
-        part = self.partial_dir / f"{f.key}.part"
+        part = self.partial_dir / f.part_name
         refetched = False
         while True:
             try:
@@ -558,7 +561,11 @@ class _Fetcher:
         except KeyboardInterrupt:
             self.stop.set()
             raise
-        real = [(f, e) for f, e in errors if not isinstance(e, _Cancelled)]
+        # Report in plan order (val, sidecars, train, tokenizer), not in the order threads failed.
+        order = {id(f): i for i, f in enumerate(items)}
+        real = sorted(
+            ((f, e) for f, e in errors if not isinstance(e, _Cancelled)), key=lambda fe: order[id(fe[0])]
+        )
         if real:
             f, exc = real[0]
             more = f" (and {len(real) - 1} more file(s) failed)" if len(real) > 1 else ""
@@ -763,7 +770,7 @@ def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetch
 
 def _remove_stale_partials(fx: _Fetcher, files: list[RemoteFile]) -> None:
     """Partial files of content the repo no longer has (after a successful fetch)."""
-    keep = {f"{f.key}.part" for f in files}
+    keep = {f.part_name for f in files}
     if fx.partial_dir.is_dir():
         for p in fx.partial_dir.iterdir():
             if p.name not in keep:
@@ -771,7 +778,7 @@ def _remove_stale_partials(fx: _Fetcher, files: list[RemoteFile]) -> None:
 
 
 def _partial_size(fx: _Fetcher, f: RemoteFile) -> int:
-    part = fx.partial_dir / f"{f.key}.part"
+    part = fx.partial_dir / f.part_name
     try:
         size = part.stat().st_size
     except FileNotFoundError:

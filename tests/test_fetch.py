@@ -158,6 +158,11 @@ def resolve_gets(server: HubServer) -> list[str]:
     return [r.path for r in server.requests if r.method == "GET" and "/resolve/" in r.path]
 
 
+def partial_name(repo_path: str, repo: FakeRepo) -> str:
+    local = repo_path.split("/", 1)[1].replace("/", "_")
+    return f"{local}.{repo.files[repo_path].sha256[:16]}.part"
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -255,7 +260,7 @@ def test_resume_after_kill_mid_download(big_repo, tmp_path):
         env["HF_ENDPOINT"] = server.endpoint
         server.stall(big, 12 * MiB)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        part = data / ".pgolf-fetch" / "partial" / f"{big_repo.files[big].sha256}.part"
+        part = data / ".pgolf-fetch" / "partial" / partial_name(big, big_repo)
         deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size >= 10 * MiB):
             assert proc.poll() is None, proc.communicate()
@@ -292,7 +297,7 @@ def test_ctrl_c_stops_promptly_and_keeps_the_partial_file(big_repo, tmp_path):
         env["HF_ENDPOINT"] = server.endpoint
         server.stall(big, 12 * MiB)  # the transfer hangs: Ctrl-C must not wait for it
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        part = data / ".pgolf-fetch" / "partial" / f"{big_repo.files[big].sha256}.part"
+        part = data / ".pgolf-fetch" / "partial" / partial_name(big, big_repo)
         deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size >= 10 * MiB):
             assert proc.poll() is None and time.monotonic() < deadline
@@ -446,7 +451,9 @@ def test_wrong_vocab_is_refused(proxy_dir, tokenizers_dir, tmp_path, capsys, mon
         code, _, err = pgolf_fetch(
             capsys, monkeypatch, server.endpoint, tmp_path / "d", "--variant", "sp1024"
         )
-    assert_one_line_error(code, err, ">= vocab size 1024")
+    assert_one_line_error(
+        code, err, "fineweb_val_000000.bin", ">= vocab size 1024", "and 3 more file(s) failed"
+    )
 
 
 def test_token_is_sent_but_never_printed(hub, tmp_path, capsys, monkeypatch):
