@@ -2,7 +2,8 @@
 
 It trains nothing. FAKE_MODE picks a misbehaviour:
   ok             well-behaved (the default)
-  sleep_train    sleeps FAKE_SLEEP_S between train_start and train_end
+  sleep_train    sleeps FAKE_SLEEP_S between train_start and train_end (only for the
+                 seeds in FAKE_SLEEP_SEEDS, comma-separated, when that is set)
   crash_rank1    rank 1 raises during training
   nan            reports a NaN train loss at step 3
   oversize       writes FAKE_MODEL_BYTES of model
@@ -54,7 +55,8 @@ def main():
             time.sleep(0.05)
         if mode == "crash_rank1" and rank == 1:
             raise RuntimeError("fake failure on rank 1")
-        if mode == "sleep_train":
+        sleep_seeds = os.environ.get("FAKE_SLEEP_SEEDS")
+        if mode == "sleep_train" and (not sleep_seeds or os.environ["SEED"] in sleep_seeds.split(",")):
             time.sleep(float(os.environ.get("FAKE_SLEEP_S", "3")))
         if mode == "read_val":
             try:
