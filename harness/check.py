@@ -30,7 +30,7 @@ import jsonschema
 from harness import stats
 from harness.errors import PgolfError
 from harness.logparse import Fact, LogFacts, decimals_of, read_log, read_text_tolerant
-from harness.results import load_schema
+from harness.results import ResultError, load_schema, validate_result
 from harness.rules import RULES
 
 Verdict = Literal["pass", "fail", "not-verifiable"]
@@ -1368,6 +1368,12 @@ def check_harness_results(rec: Record) -> list[Finding]:
             if failed
             else f"{len(verdicts)} harness verdict(s), none failed"
         )
+        if run.result is not None:
+            try:
+                validate_result(run.result, str(run.result_file))
+            except ResultError as exc:
+                ok = False
+                detail += f"; not a valid result.json ({exc})"
         out.append(
             Finding(
                 rule,

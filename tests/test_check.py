@@ -448,6 +448,7 @@ PACKAGED_TAMPERS: list[tuple[str, Callable[[Path], None], str]] = [
         "eval_time",
     ),
     ("a failed harness verdict", _flip_harness_verdict, "harness_results"),
+    ("a result.json off its schema", _set_result(0, status="great", steps="many"), "harness_results"),
     ("p-value", _tamper_p_value, "statistics"),
     (
         "rehearsal on a record track",
