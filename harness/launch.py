@@ -13,6 +13,7 @@ orphaned rank re-parented to init included): TERM, a grace period, then KILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -127,10 +128,8 @@ def _alive(pid: int) -> bool:
 
 def _signal_all(pids: set[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def kill_tree(root: int | None, token: str, grace_s: float = DEFAULT_KILL_GRACE_S) -> set[int]:

@@ -124,7 +124,10 @@ def embedded(verify: bool = True) -> Embedded:
         raise PgolfError(f"{mpath}: rehearsal data missing from the installed package (reinstall pgolf)")
     manifest = json.loads(mpath.read_text("utf-8"))
     if verify:
-        expect = {**{n: f["sha256"] for n, f in manifest["files"].items()}, TOKENIZER: manifest["tokenizer"]["sha256"]}
+        expect = {
+            **{n: f["sha256"] for n, f in manifest["files"].items()},
+            TOKENIZER: manifest["tokenizer"]["sha256"],
+        }
         for name, sha in expect.items():
             p = root / name
             if not p.is_file():
@@ -138,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.rehearsal_data")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="cut the rehearsal data from the proxy corpus")
-    b.add_argument("--proxy", type=Path, required=True, help="the proxy corpus folder (holds sp8192_caseops/)")
+    b.add_argument(
+        "--proxy", type=Path, required=True, help="the proxy corpus folder (holds sp8192_caseops/)"
+    )
     b.add_argument("--tokenizers", type=Path, required=True)
     b.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "rehearsal")
     args = ap.parse_args(argv)

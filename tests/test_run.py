@@ -6,6 +6,7 @@ misbehaviour per FAKE_MODE) launched for real through torchrun by the real CLI.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -42,7 +43,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def pgolf(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def pgolf(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=REPO,
@@ -54,12 +57,30 @@ def pgolf(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -
 
 
 def run_fake(
-    run_dir: Path, data_dir: Path, *extra: str, mode: str = "ok", seeds: str = "1", nproc: int = 1,
+    run_dir: Path,
+    data_dir: Path,
+    *extra: str,
+    mode: str = "ok",
+    seeds: str = "1",
+    nproc: int = 1,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return pgolf(
-        "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(run_dir), "--seeds", seeds,
-        "--nproc", str(nproc), "--env", f"FAKE_MODE={mode}", "--quiet", *extra, env=env,
+        "run",
+        str(FAKE),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--seeds",
+        seeds,
+        "--nproc",
+        str(nproc),
+        "--env",
+        f"FAKE_MODE={mode}",
+        "--quiet",
+        *extra,
+        env=env,
     )
 
 
@@ -97,8 +118,18 @@ def wait_for(cond: Any, timeout: float, what: str) -> None:
 
 def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = run_fake(run_dir, data_dir, "--train-limit-s", "40", "--eval-limit-s", "30",
-                    "--setup-allowance-s", "120", nproc=2, env={"FAKE_DIST": "1"})
+    proc = run_fake(
+        run_dir,
+        data_dir,
+        "--train-limit-s",
+        "40",
+        "--eval-limit-s",
+        "30",
+        "--setup-allowance-s",
+        "120",
+        nproc=2,
+        env={"FAKE_DIST": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     run_json = json.loads((run_dir / "run.json").read_text())
     jsonschema.validate(run_json, load_schema("run"))
@@ -106,8 +137,12 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     result = read_result(run_dir / "seed1" / "result.json")  # schema-checked
     assert result["status"] == "ok" and result["reason"] is None and result["nproc"] == 2
     # Scaled limits are recorded where the verdicts are.
-    assert result["limits"] == {"artifact_cap_bytes": 16_000_000, "train_time_limit_s": 40.0,
-                                "eval_time_limit_s": 30.0, "setup_allowance_s": 120.0}
+    assert result["limits"] == {
+        "artifact_cap_bytes": 16_000_000,
+        "train_time_limit_s": 40.0,
+        "eval_time_limit_s": 30.0,
+        "setup_allowance_s": 120.0,
+    }
     # Artifact = the submission's code bytes on disk + what train left in ARTIFACT_DIR.
     assert result["code_bytes"] == (FAKE / "train_gpt.py").stat().st_size
     assert result["model_bytes"] == (run_dir / "seed1" / "artifact" / "model.bin").stat().st_size == 1000
@@ -119,11 +154,14 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     assert result["train_time_s"] == pytest.approx(t["train_end"] - t["train_start"], abs=1e-3)
     assert result["eval_time_s"] == pytest.approx(t["eval_end"] - t["eval_start"], abs=1e-3)
     assert 0.2 <= result["train_time_s"] < result["train_phase_wall_s"]
-    assert all(a["t"] <= b["t"] for a, b in zip(events, events[1:], strict=False))
+    assert all(a["t"] <= b["t"] for a, b in itertools.pairwise(events))
     assert result["steps"] == 5
     assert {v["rule"]: v["verdict"] for v in result["verdicts"]} == {
-        "train_time": "pass", "eval_time": "pass", "artifact_bytes": "pass",
-        "isolation_network": "pass", "isolation_files": "pass",
+        "train_time": "pass",
+        "eval_time": "pass",
+        "artifact_bytes": "pass",
+        "isolation_network": "pass",
+        "isolation_files": "pass",
     }
     assert result["isolation"]["network"] == ("netns" if netns_available() else "guard")
     assert result["isolation"]["files"] == "staged" and result["isolation"]["violations"] == []
@@ -136,8 +174,9 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
 
 
 def test_training_past_the_limit_fails_train_time(tmp_path: Path, data_dir: Path) -> None:
-    proc = run_fake(tmp_path / "run", data_dir, "--train-limit-s", "1", mode="sleep_train",
-                    env={"FAKE_SLEEP_S": "2"})
+    proc = run_fake(
+        tmp_path / "run", data_dir, "--train-limit-s", "1", mode="sleep_train", env={"FAKE_SLEEP_S": "2"}
+    )
     assert proc.returncode == 1
     result = read_result(tmp_path / "run" / "seed1" / "result.json")
     v = verdict(result, "train_time")
@@ -161,8 +200,20 @@ def test_strict_policy_counts_the_whole_phase(tmp_path: Path, data_dir: Path) ->
 def test_hard_ceiling_kills_every_rank_even_one_ignoring_sigterm(tmp_path: Path, data_dir: Path) -> None:
     mark = uuid.uuid4().hex
     start = time.monotonic()
-    proc = run_fake(tmp_path / "run", data_dir, "--train-limit-s", "1", "--setup-allowance-s", "8",
-                    "--kill-grace-s", "1", "--env", f"FAKE_MARK={mark}", mode="ignore_sigterm", nproc=2)
+    proc = run_fake(
+        tmp_path / "run",
+        data_dir,
+        "--train-limit-s",
+        "1",
+        "--setup-allowance-s",
+        "8",
+        "--kill-grace-s",
+        "1",
+        "--env",
+        f"FAKE_MARK={mark}",
+        mode="ignore_sigterm",
+        nproc=2,
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode == 1
     result = read_result(tmp_path / "run" / "seed1" / "result.json")
@@ -203,8 +254,14 @@ def test_nan_loss_stops_the_seed(tmp_path: Path, data_dir: Path) -> None:
 
 def test_oversize_artifact_fails_the_cap_counted_on_disk(tmp_path: Path, data_dir: Path) -> None:
     code = (FAKE / "train_gpt.py").stat().st_size
-    proc = run_fake(tmp_path / "run", data_dir, "--artifact-cap-bytes", str(code + 4000), mode="oversize",
-                    env={"FAKE_MODEL_BYTES": "4001"})
+    proc = run_fake(
+        tmp_path / "run",
+        data_dir,
+        "--artifact-cap-bytes",
+        str(code + 4000),
+        mode="oversize",
+        env={"FAKE_MODEL_BYTES": "4001"},
+    )
     assert proc.returncode == 1
     result = read_result(tmp_path / "run" / "seed1" / "result.json")
     v = verdict(result, "artifact_bytes")
@@ -217,10 +274,13 @@ def test_oversize_artifact_fails_the_cap_counted_on_disk(tmp_path: Path, data_di
 
 
 @pytest.mark.parametrize("policy", ["strict", "challenge"])
-def test_reading_val_data_in_training_is_refused_and_reported(tmp_path: Path, data_dir: Path, policy: str) -> None:
+def test_reading_val_data_in_training_is_refused_and_reported(
+    tmp_path: Path, data_dir: Path, policy: str
+) -> None:
     val = data_dir / "fineweb_val_000000.bin"
-    proc = run_fake(tmp_path / "run", data_dir, "--policy", policy, "--env", f"FAKE_VAL_FILE={val}",
-                    mode="read_val")
+    proc = run_fake(
+        tmp_path / "run", data_dir, "--policy", policy, "--env", f"FAKE_VAL_FILE={val}", mode="read_val"
+    )
     result = read_result(tmp_path / "run" / "seed1" / "result.json")
     assert "refused: pgolf isolation" in (tmp_path / "run" / "train_seed1.log").read_text()
     assert result["isolation"]["violations"] == [f"train: an open of {val.resolve()} (rank 0)"]
@@ -234,7 +294,9 @@ def test_reading_val_data_in_training_is_refused_and_reported(tmp_path: Path, da
 
 
 @pytest.mark.parametrize("network", ["netns", "guard"])
-def test_a_connection_in_eval_never_arrives_and_is_reported(tmp_path: Path, data_dir: Path, network: str) -> None:
+def test_a_connection_in_eval_never_arrives_and_is_reported(
+    tmp_path: Path, data_dir: Path, network: str
+) -> None:
     if network == "netns" and not netns_available():
         pytest.skip("unshare cannot create a network namespace here")
     with socket.socket() as listener:
@@ -242,8 +304,16 @@ def test_a_connection_in_eval_never_arrives_and_is_reported(tmp_path: Path, data
         listener.listen(1)
         listener.settimeout(0.5)
         port = listener.getsockname()[1]
-        proc = run_fake(tmp_path / "run", data_dir, "--policy", "strict", "--env", f"FAKE_PORT={port}",
-                        mode="socket_eval", env={"PGOLF_NETNS": "1" if network == "netns" else "0"})
+        proc = run_fake(
+            tmp_path / "run",
+            data_dir,
+            "--policy",
+            "strict",
+            "--env",
+            f"FAKE_PORT={port}",
+            mode="socket_eval",
+            env={"PGOLF_NETNS": "1" if network == "netns" else "0"},
+        )
         with pytest.raises(socket.timeout):
             listener.accept()
     result = read_result(tmp_path / "run" / "seed1" / "result.json")
@@ -262,9 +332,28 @@ def test_train_phase_without_artifact_is_a_crash(tmp_path: Path, data_dir: Path)
 
 def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir: Path) -> None:
     run_dir, mark = tmp_path / "run", uuid.uuid4().hex
-    args = [sys.executable, "-m", "harness", "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(run_dir),
-            "--seeds", "1,2,3", "--quiet", "--env", "FAKE_MODE=sleep_train", "--env", "FAKE_SLEEP_SEEDS=2",
-            "--env", "FAKE_SLEEP_S=60", "--env", f"FAKE_MARK={mark}"]
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        str(FAKE),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--seeds",
+        "1,2,3",
+        "--quiet",
+        "--env",
+        "FAKE_MODE=sleep_train",
+        "--env",
+        "FAKE_SLEEP_SEEDS=2",
+        "--env",
+        "FAKE_SLEEP_S=60",
+        "--env",
+        f"FAKE_MARK={mark}",
+    ]
     harness = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (run_dir / "seed2" / "events.jsonl").exists(), 90, "seed 2 to start training")
@@ -282,8 +371,18 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
     assert refused.returncode == 1 and "already holds a run; pass --resume" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
 
-    proc = pgolf("run", str(FAKE), "--data-dir", str(data_dir), "--out", str(run_dir), "--seeds", "1,2,3",
-                 "--resume", "--quiet")
+    proc = pgolf(
+        "run",
+        str(FAKE),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--seeds",
+        "1,2,3",
+        "--resume",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "seed 1 (1/3): already ok, kept (--resume)" in proc.stderr
     assert (run_dir / "seed1" / "result.json").read_bytes() == seed1
@@ -294,9 +393,28 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path, data_dir: Path) -> None:
     run_dir, mark = tmp_path / "run", uuid.uuid4().hex
-    args = [sys.executable, "-m", "harness", "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(run_dir),
-            "--seeds", "1,2", "--quiet", "--env", "FAKE_MODE=sleep_train", "--env", "FAKE_SLEEP_SEEDS=2",
-            "--env", "FAKE_SLEEP_S=60", "--env", f"FAKE_MARK={mark}"]
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        str(FAKE),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--seeds",
+        "1,2",
+        "--quiet",
+        "--env",
+        "FAKE_MODE=sleep_train",
+        "--env",
+        "FAKE_SLEEP_SEEDS=2",
+        "--env",
+        "FAKE_SLEEP_S=60",
+        "--env",
+        f"FAKE_MARK={mark}",
+    ]
     harness = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (run_dir / "seed2" / "events.jsonl").exists(), 90, "seed 2 to start training")
@@ -331,6 +449,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path: Path, data_dir: P
     proc = pgolf("run", str(FAKE), "--data-dir", str(no_val), "--out", str(tmp_path / "r2"))
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"pgolf run: error: {no_val}: no fineweb_val_*.bin shards found"
-    proc = pgolf("run", str(FAKE), "--data-dir", str(data_dir), "--out", str(tmp_path / "r3"), "--env", "NOEQUALS")
+    proc = pgolf(
+        "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(tmp_path / "r3"), "--env", "NOEQUALS"
+    )
     assert proc.returncode == 1 and "--env 'NOEQUALS': expected KEY=VALUE" in proc.stderr
     assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))

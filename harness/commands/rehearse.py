@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         + f". Defaults: {REHEARSAL_LIMIT_S:g} s train / {REHEARSAL_LIMIT_S:g} s eval, one seed, "
         "the reference trainer's tiny preset, offline.",
     )
-    p.add_argument("--out", type=Path, default=None, help="fresh folder for the run and the record (default ./rehearsal)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="fresh folder for the run and the record (default ./rehearsal)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seeds", default="42", help="comma-separated (default %(default)s)")
     p.add_argument("--nproc", type=int, default=1, help="processes (CPU: gloo; cuda: GPUs)")

@@ -28,7 +28,7 @@ def _install() -> None:
     if "LOCAL_RANK" not in os.environ and os.environ.get("PGOLF_GUARD_ALL") != "1":
         return
     log_path = os.environ.get("PGOLF_GUARD_LOG", "")
-    deny: set = set()
+    deny: set[str] = set()
     deny_file = os.environ.get("PGOLF_GUARD_DENY")
     if deny_file:
         with open(deny_file, encoding="utf-8") as f:
@@ -50,19 +50,18 @@ def _install() -> None:
         finally:
             _state.busy = False
 
-    def hook(event: str, args: tuple) -> None:
+    def hook(event: str, args: tuple[object, ...]) -> None:
         if getattr(_state, "busy", False):
             return
         if event == "open" and deny:
             path = args[0]
-            if isinstance(path, int) or path is None:
-                return
+            if not isinstance(path, (str, bytes, os.PathLike)):
+                return  # a file descriptor, or nothing to resolve
             try:
-                rp = realpath(fspath(path))
+                raw = realpath(fspath(path))
             except (TypeError, ValueError):
                 return
-            if isinstance(rp, bytes):
-                rp = rp.decode("utf-8", "surrogateescape")
+            rp = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
             if rp in deny:
                 record("file", rp)
                 raise PermissionError(f"pgolf isolation: {rp} is not available in this phase")

@@ -78,7 +78,8 @@ def main():
     else:
         assert os.environ["DATA_PATH"] and not any("train" in n for n in os.listdir(os.environ["DATA_PATH"]))
         event("eval_start")
-        model = open(os.path.join(art, "model.bin"), "rb").read()
+        with open(os.path.join(art, "model.bin"), "rb") as f:
+            model = f.read()
         if mode == "socket_eval":
             try:
                 socket.create_connection(("127.0.0.1", int(os.environ["FAKE_PORT"])), timeout=2).close()
@@ -92,8 +93,12 @@ def main():
                     header = f.read(1024)
                 n_tokens += int.from_bytes(header[8:12], "little")
         val_loss = 2.0 + len(model) / 1e6
-        result = {"val_loss": val_loss, "val_bpb": val_loss / math.log(2) / 3.0,
-                  "val_tokens": n_tokens, "val_bytes": 3 * n_tokens}
+        result = {
+            "val_loss": val_loss,
+            "val_bpb": val_loss / math.log(2) / 3.0,
+            "val_tokens": n_tokens,
+            "val_bytes": 3 * n_tokens,
+        }
         if dist is not None:
             dist.barrier()
         if rank == 0:
