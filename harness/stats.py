@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats as sps
-
 from harness.errors import PgolfError
 from harness.rules import RULES
 
@@ -71,6 +69,9 @@ def summarize(xs: Sequence[float]) -> Summary:
 
 def one_sided_p(t_statistic: float, df: int) -> float:
     """P(T <= t) for Student's t with ``df`` degrees of freedom: the 'less' tail."""
+    # Imported lazily: scipy costs ~0.5 s and every `pgolf` command imports this module.
+    from scipy import stats as sps
+
     return float(sps.t.cdf(t_statistic, df))
 
 
@@ -148,6 +149,8 @@ def record_test(
         if summary.std == 0.0:
             p = 0.0 if summary.mean < threshold else 1.0
         else:
+            from scipy import stats as sps
+
             res = sps.ttest_1samp(vals, popmean=threshold, alternative="less")
             t_stat = float(res.statistic)
             p = float(res.pvalue)

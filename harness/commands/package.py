@@ -8,7 +8,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.package import SUBMISSION_FILE, package_run
 from harness.rules import RULES
 
 HELP = "build a leaderboard record folder from a run directory"
@@ -59,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def main(args: argparse.Namespace) -> int:
+    # Imported here: matplotlib and scipy would slow every `pgolf` invocation down by ~1 s.
+    from harness.package import SUBMISSION_FILE, package_run
+
     dest = package_run(
         args.run_dir,
         name=args.name,

@@ -9,9 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.package import load_scores
 from harness.rules import RULES
-from harness.stats import full_statistics
 
 HELP = "statistics of a run or record folder: mean, std, t-test, seeds needed"
 
@@ -40,6 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def main(args: argparse.Namespace) -> int:
+    # Imported here: scipy and matplotlib would slow every `pgolf` invocation down by ~1 s.
+    from harness.package import load_scores
+    from harness.stats import full_statistics
+
     scores = load_scores(args.path)
     baseline_bpb = args.baseline_bpb
     baseline_loss = args.baseline_loss
