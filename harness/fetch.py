@@ -287,6 +287,8 @@ class _Fetcher:
             except (_Cancelled, PgolfError):
                 raise
             except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # the caller knows which folder filled up
                 if self.stop.is_set():
                     raise _Cancelled() from exc
                 if not self._transient(exc) or attempt > self.opts.retries:
@@ -497,7 +499,7 @@ class _Fetcher:
                 self.transfer(f, part)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    raise self.error(f"disk full in {self.data_dir} while writing {f.local}") from None
+                    raise self.error(f"disk full in {part.parent} while downloading {f.local}") from None
                 raise
             ok, sha = self.matches(part, f)
             if ok:
@@ -513,7 +515,13 @@ class _Fetcher:
             with self.stats.lock:
                 self.stats.repaired_files += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(part, dest)  # a rename, or a copy when DATA_DIR/datasets is on another disk
+        try:
+            shutil.move(part, dest)  # a rename, or a copy when DATA_DIR/datasets is on another disk
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                dest.unlink(missing_ok=True)
+                raise self.error(f"disk full in {dest.parent} while writing {f.local}") from None
+            raise
         self.check_content(dest, f)
         with self.stats.lock:
             self.stats.downloaded_files += 1
@@ -726,14 +734,7 @@ def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetch
         fx.run_parallel(fx.check_present, present)
         todo = [f for f in files if f.local not in fx.verified]
 
-        partial = {f.local: _partial_size(fx, f) for f in todo}
-        need = sum(f.size - partial[f.local] for f in todo)
-        free = shutil.disk_usage(data_dir).free
-        if need + DISK_RESERVE_BYTES > free:
-            raise fx.error(
-                f"not enough disk space in {data_dir}: {len(todo)} files need {_human(need)} "
-                f"(+{_human(DISK_RESERVE_BYTES)} reserve), {_human(free)} free"
-            )
+        need = _check_disk_space(fx, todo)
         fx._advance = progress.task("download", need)
         fx.fetch_all(todo)
 
@@ -775,6 +776,45 @@ def _remove_stale_partials(fx: _Fetcher, files: list[RemoteFile]) -> None:
         for p in fx.partial_dir.iterdir():
             if p.name not in keep:
                 p.unlink(missing_ok=True)
+
+
+def _check_disk_space(fx: _Fetcher, todo: list[RemoteFile]) -> int:
+    """Refuse before downloading when a filesystem cannot hold what goes there (the partial
+    folder, and DATA_DIR/datasets when it is a link to another disk). Returns the bytes to fetch."""
+
+    def existing(p: Path) -> Path:
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        return p
+
+    need: dict[int, list[int]] = {}  # st_dev -> [bytes, files]
+    where: dict[int, Path] = {}
+
+    def add(folder: Path, n: int) -> None:
+        at = existing(folder)
+        dev = at.stat().st_dev
+        where.setdefault(dev, at)
+        slot = need.setdefault(dev, [0, 0])
+        slot[0] += n
+        slot[1] += 1
+
+    total = 0
+    for f in todo:
+        remaining = f.size - _partial_size(fx, f)
+        total += remaining
+        add(fx.partial_dir, remaining)
+        dest = existing((fx.data_dir / f.local).parent)
+        if dest.stat().st_dev != existing(fx.partial_dir).stat().st_dev:
+            add(dest, f.size)
+    for dev, (n, count) in need.items():
+        usage = shutil.disk_usage(where[dev])
+        reserve = min(DISK_RESERVE_BYTES, usage.total // 50)
+        if n + reserve > usage.free:
+            raise fx.error(
+                f"not enough disk space in {where[dev]}: {count} files need {_human(n)} "
+                f"(+{_human(reserve)} reserve), {_human(usage.free)} free"
+            )
+    return total
 
 
 def _partial_size(fx: _Fetcher, f: RemoteFile) -> int:

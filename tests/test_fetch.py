@@ -444,6 +444,86 @@ def test_disk_space_is_checked_before_downloading(hub, tmp_path, capsys, monkeyp
     assert resolve_gets(hub) == []
 
 
+def _can_mount_tmpfs(tmp: Path) -> bool:
+    """Whether an unprivileged user+mount namespace with a tmpfs is allowed here."""
+    point = tmp / "probe"
+    point.mkdir()
+    try:
+        r = subprocess.run(
+            [*UNSHARE, "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs '{point}'"],
+            capture_output=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+UNSHARE = ["unshare", "--user", "--map-root-user", "--mount"]
+
+
+def _subprocess_env(endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in HF_ENV}
+    env.update(HF_ENDPOINT=endpoint, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return env
+
+
+def test_disk_space_is_checked_where_the_datasets_folder_really_is(hub, tmp_path):
+    """DATA_DIR/datasets linked to a small disk (a 4 MB tmpfs): refused before downloading."""
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("no unprivileged mount namespace here (unshare --user --mount) for a small tmpfs")
+    data, small = tmp_path / "data", tmp_path / "small"
+    data.mkdir()
+    small.mkdir()
+    (data / "datasets").symlink_to(small)
+    script = f"mount -t tmpfs -o size=4m tmpfs '{small}' && exec {sys.executable} -m harness fetch --quiet --data-dir '{data}'"
+    r = subprocess.run(
+        [*UNSHARE, "sh", "-c", script],
+        env=_subprocess_env(hub.endpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(r.returncode, r.stderr, f"not enough disk space in {data / 'datasets'}")
+    assert resolve_gets(hub) == []
+
+
+def test_disk_full_during_download_is_one_line(big_repo, tmp_path):
+    """The disk fills up (another process) in the middle of a download: a clear error."""
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("no unprivileged mount namespace here (unshare --user --mount) for a small tmpfs")
+    big = f"{DS}/fineweb_train_000002.bin"
+    data, mark = tmp_path / "data", tmp_path / "disk-filled"
+    data.mkdir()
+    part = data / ".pgolf-fetch" / "partial" / partial_name(big, big_repo)
+    script = f"""
+mount -t tmpfs -o size=40m tmpfs '{data}' || exit 99
+{sys.executable} -m harness fetch --quiet --workers 2 --data-dir '{data}' &
+pid=$!
+while [ ! -f '{part}' ] || [ "$(stat -c %s '{part}')" -lt {10 * MiB} ]; do sleep 0.05; done
+dd if=/dev/zero of='{data}/filler' bs=1M 2>/dev/null
+touch '{mark}'
+wait $pid
+"""
+    with HubServer([big_repo]) as server:
+        server.stall(big, 12 * MiB)
+        proc = subprocess.Popen(
+            [*UNSHARE, "sh", "-c", script],
+            env=_subprocess_env(server.endpoint),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not mark.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.unstall(big)
+        _, err = proc.communicate(timeout=120)
+    assert_one_line_error(proc.returncode, err, "disk full in", "fineweb_train_000002.bin")
+
+
 def test_wrong_vocab_is_refused(proxy_dir, tokenizers_dir, tmp_path, capsys, monkeypatch):
     """sp1024 shards with ids >= 1024 (here: an 8192-vocab export under the sp1024 name)."""
     repo = FakeRepo.build(SP1024.repo_id, standard_files(proxy_dir, tokenizers_dir, "sp1024", 1024))
