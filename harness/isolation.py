@@ -123,6 +123,9 @@ def phase_isolation(
     }
     if guard_all:
         env["PGOLF_GUARD_ALL"] = "1"
+    if only_loopback():
+        # e.g. `docker run --network none`: the host name resolves to no local address.
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     prefix: list[str] = []
     network = "none"
     if cut_network:
@@ -135,6 +138,14 @@ def phase_isolation(
         else:
             network = "guard"
     return PhaseIsolation(env=env, prefix=prefix, network=network, files="staged", guard_log=guard_log)
+
+
+def only_loopback() -> bool:
+    """Whether this machine's only network interface is loopback."""
+    try:
+        return set(os.listdir("/sys/class/net")) == {"lo"}
+    except OSError:
+        return False
 
 
 def read_guard_log(path: Path) -> list[dict[str, str]]:

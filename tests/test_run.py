@@ -454,3 +454,60 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path: Path, data_dir: P
     )
     assert proc.returncode == 1 and "--env 'NOEQUALS': expected KEY=VALUE" in proc.stderr
     assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
+
+
+def test_legacy_protocol_reads_the_log_and_trusts_nothing_it_cannot_measure(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    legacy = REPO / "tests" / "fake_trainers" / "legacy"
+    run_dir = tmp_path / "run"
+    proc = pgolf(
+        "run",
+        str(legacy),
+        "--protocol",
+        "legacy",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--seeds",
+        "7",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = read_result(run_dir / "seed7" / "result.json")
+    assert result["protocol"] == "legacy" and result["status"] == "ok"
+    # The *_exact line refines the rounded one before it.
+    assert (result["val_loss"], result["val_bpb"]) == (2.50001234, 1.48004321)
+    assert result["steps"] == 3
+    assert result["claimed"]["artifact_bytes"] == 15000 and result["claimed"]["train_time_s"] == 0.15
+    # What the harness measured: the whole process, an upper bound on training.
+    assert result["train_time_s"] == result["train_phase_wall_s"] > 0.15
+    assert result["code_bytes"] == (legacy / "train_gpt.py").stat().st_size
+    verdicts = {v["rule"]: v["verdict"] for v in result["verdicts"]}
+    assert verdicts == {
+        "train_time": "pass",
+        "eval_time": "pass",
+        "artifact_bytes": "not-verifiable",
+        "isolation_network": "not-verifiable",
+        "isolation_files": "not-verifiable",
+    }
+    assert "the trainer claims 15000 bytes" in verdict(result, "artifact_bytes")["detail"]
+    # A custom pattern for a format the defaults do not know.
+    proc = pgolf(
+        "run",
+        str(legacy),
+        "--protocol",
+        "legacy",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "run2"),
+        "--seeds",
+        "7",
+        "--quiet",
+        "--legacy-final-pattern",
+        r"^final_int8_zlib_roundtrip val_loss:(?P<val_loss>\S+) val_bpb:(?P<val_bpb>\S+)",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read_result(tmp_path / "run2" / "seed7" / "result.json")["val_bpb"] == 1.48

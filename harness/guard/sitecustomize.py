@@ -75,4 +75,18 @@ def _install() -> None:
     sys.addaudithook(hook)
 
 
+def _chain() -> None:
+    """Run the sitecustomize this one shadows (an image or venv may have its own)."""
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
 _install()
+_chain()
