@@ -32,6 +32,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
@@ -878,7 +879,10 @@ def verify_offline(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetc
         raise PgolfError(
             f"{lock_path}: fetched from {lock.get('repo_id')}, not from --repo-id {opts.repo_id}"
         )
-    entries = [LockEntry(**e) for e in lock["files"]]
+    try:
+        entries = [LockEntry(**e) for e in lock["files"]]
+    except TypeError:
+        raise PgolfError(f"{lock_path}: a 'files' entry lacks path/repo_path/kind/size/sha256") from None
     train = [e for e in entries if e.kind == "train"]
     missing: list[str] = []
     if opts.train_shards is not None:
@@ -891,36 +895,42 @@ def verify_offline(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetc
             ]
         keep = {e.path for e in sorted(train, key=lambda e: e.path)[: opts.train_shards]}
         entries = [e for e in entries if e.kind != "train" or e.path in keep]
-    corrupt: list[str] = []
-    for e in entries:
+    vocab = int(lock.get("vocab_size") or variant.vocab_size)
+
+    def check(e: LockEntry) -> str | None:
+        """'missing', 'corrupt', or None once size, sha256 and content are right."""
         path = data_dir / e.path
         if not path.is_file():
-            missing.append(e.path)
-        elif path.stat().st_size != e.size or hash_file(path)[0] != e.sha256:
-            corrupt.append(e.path)
-    if missing or corrupt:
-        parts = []
-        if missing:
-            parts.append(
-                f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
-            )
-        if corrupt:
-            parts.append(
-                f"corrupt {len(corrupt)}: {', '.join(corrupt[:8])}{' ...' if len(corrupt) > 8 else ''}"
-            )
-        raise PgolfError(
-            f"offline (HF_HUB_OFFLINE=1): {data_dir} is incomplete for variant {variant.name}: "
-            + "; ".join(parts)
-        )
-    vocab = int(lock.get("vocab_size") or variant.vocab_size)
-    for e in entries:
-        path = data_dir / e.path
+            return "missing"
+        if path.stat().st_size != e.size or hash_file(path)[0] != e.sha256:
+            return "corrupt"
         if e.kind in ("train", "val"):
             validate_shard(path, vocab)
         elif e.kind == "val_bytes":
             validate_shard(path)
         elif e.kind == "tokenizer":
             check_tokenizer(path, vocab, variant.name)
+        return None
+
+    # Threads: hashlib and file reads release the GIL, so a large dataset verifies in parallel.
+    with _Progress(opts.progress) as progress, ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        advance = progress.task("verify", sum(e.size for e in entries))
+        verdicts = []
+        for e, verdict in zip(entries, pool.map(check, entries), strict=True):
+            verdicts.append(verdict)
+            advance(e.size)
+    missing += [e.path for e, v in zip(entries, verdicts, strict=True) if v == "missing"]
+    corrupt = [e.path for e, v in zip(entries, verdicts, strict=True) if v == "corrupt"]
+    if missing or corrupt:
+        parts = []
+        for label, paths in (("missing", missing), ("corrupt", corrupt)):
+            if paths:
+                more = " ..." if len(paths) > 8 else ""
+                parts.append(f"{label} {len(paths)}: {', '.join(paths[:8])}{more}")
+        raise PgolfError(
+            f"offline (HF_HUB_OFFLINE=1): {data_dir} is incomplete for variant {variant.name}: "
+            + "; ".join(parts)
+        )
     return FetchResult(
         lock_path=lock_path,
         repo_id=str(lock.get("repo_id")),

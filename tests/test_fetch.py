@@ -570,8 +570,14 @@ def test_offline_verifies_present_data_without_network(hub, tmp_path, capsys, mo
     assert_one_line_error(code, err, "fineweb_train_000002.bin", "fineweb_train_000003.bin")
 
     (data / "datasets" / CASEOPS.dataset / "fineweb_val_bytes_000000.bin").unlink()
+    train = data / "datasets" / CASEOPS.dataset / "fineweb_train_000000.bin"
+    raw = bytearray(train.read_bytes())
+    raw[-1] ^= 0x01
+    train.write_bytes(bytes(raw))
     code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data, env=offline)
-    assert_one_line_error(code, err, "missing 1", "fineweb_val_bytes_000000.bin")
+    assert_one_line_error(
+        code, err, "missing 1", "fineweb_val_bytes_000000.bin", "corrupt 1", "fineweb_train_000000.bin"
+    )
     assert len(hub.requests) == n_requests
 
 
