@@ -169,30 +169,38 @@ def copy_submission(src: Path, dest: Path, exclude: Path) -> None:
 
 
 def find_tokenizer(data_dir: Path) -> Path | None:
-    """The SentencePiece model next to the data (its folder, or a ``tokenizers`` folder up to two levels up)."""
+    """The SentencePiece model next to the data (its folder, or a ``tokenizers`` folder up to three levels up)."""
     candidates: list[Path] = []
     for d in (
         data_dir,
         data_dir / "tokenizers",
         data_dir.parent / "tokenizers",
         data_dir.parent.parent / "tokenizers",
+        data_dir.parent.parent.parent / "tokenizers",  # the dev corpus: shared/data/proxy/<variant>
     ):
         if d.is_dir():
             candidates += sorted(d.glob("*.model"))
     if len(candidates) == 1:
         return candidates[0]
-    # Several models: the one whose name matches the data variant (CaseOps or not).
+    # Several models: the one whose name matches the data variant (CaseOps or not, vocab size).
     caseops = "caseops" in data_dir.name
     matching = [c for c in candidates if ("caseops" in c.name) == caseops]
+    vocab = re.search(r"sp(\d+)", data_dir.name)
+    if vocab is not None:
+        matching = [c for c in matching if f"_{vocab.group(1)}_" in c.name]
     if len({c.name for c in matching}) == 1:
         return matching[0]
     return None
 
 
 def find_lock(data_dir: Path) -> Path | None:
+    """`pgolf fetch`'s lock file: ``DATA_DIR/<dataset>.lock.json`` for ``DATA_DIR/datasets/<dataset>/``."""
+    named = data_dir.parent.parent / f"{data_dir.name}.lock.json"
+    if named.is_file():
+        return named
     for d in (data_dir, data_dir.parent):
         locks = sorted(d.glob("*.lock.json"))
-        if locks:
+        if len(locks) == 1:
             return locks[0]
     return None
 
