@@ -613,3 +613,15 @@ def test_hubserver_serves_the_clients_own_download_path(hub, caseops_repo, tmp_p
         cache_dir=tmp_path / "c",
     )
     assert sha256(Path(got).read_bytes()) != caseops_repo.files[val].sha256  # accepted silently
+
+
+def test_one_fetch_per_data_dir_at_a_time(hub, tmp_path, capsys, monkeypatch):
+    import fcntl
+
+    data = tmp_path / "data"
+    (data / ".pgolf-fetch").mkdir(parents=True)
+    with (data / ".pgolf-fetch" / "lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running fetch holds it
+        code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data)
+    assert_one_line_error(code, err, "another pgolf fetch is using", str(data))
+    assert resolve_gets(hub) == []
