@@ -340,7 +340,7 @@ class _Fetcher:
         self.commit = str(info.sha)
         files: list[RemoteFile] = []
         tokenizer_paths = [f"{v.root}/{t}" for t in v.tokenizer_files]
-        expected_train = None
+        expected_train = expected_val = None
         if v.manifest:
             entry = self.paths_info([v.manifest_path], "the variant's manifest")[v.manifest_path]
             manifest_file = self.remote(entry, "manifest")
@@ -348,7 +348,9 @@ class _Fetcher:
             if not (local.is_file() and self.matches(local, manifest_file)[0]):
                 self.fetch_all([manifest_file])
             manifest = self.read_manifest(manifest_file)
-            tokenizer_paths, self.vocab, expected_train = self.from_manifest(manifest, manifest_file)
+            tokenizer_paths, self.vocab, expected_train, expected_val = self.from_manifest(
+                manifest, manifest_file
+            )
             files.append(manifest_file)
 
         listing = self.retrying(
@@ -376,6 +378,11 @@ class _Fetcher:
         if expected_train is not None and len(train) < expected_train:
             raise self.error(
                 f"{v.dataset_path}: the manifest lists {expected_train} train shards, the repo has {len(train)}"
+            )
+        if expected_val is not None and len(by_kind["val"]) != expected_val:
+            raise self.error(
+                f"{v.dataset_path}: the manifest lists {expected_val} val shards, the repo has "
+                f"{len(by_kind['val'])} (validation must be whole)"
             )
         n = len(train) if self.opts.train_shards is None else self.opts.train_shards
         if n > len(train):
@@ -414,7 +421,20 @@ class _Fetcher:
             raise self.error(f"{path}: expected a JSON object with 'datasets' and 'tokenizers'")
         return data
 
-    def from_manifest(self, manifest: dict[str, Any], f: RemoteFile) -> tuple[list[str], int, int | None]:
+    def from_manifest(
+        self, manifest: dict[str, Any], f: RemoteFile
+    ) -> tuple[list[str], int, int | None, int | None]:
+        """(tokenizer repo paths, vocab size, train shard count, val shard count) from the manifest."""
+        try:
+            return self._from_manifest(manifest, f)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise self.error(
+                f"{self.data_dir / f.local}: unexpected manifest structure ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _from_manifest(
+        self, manifest: dict[str, Any], f: RemoteFile
+    ) -> tuple[list[str], int, int | None, int | None]:
         v = self.variant
         where = self.data_dir / f.local
         ds = next((d for d in manifest.get("datasets", []) if d.get("name") == v.dataset), None)
@@ -433,8 +453,13 @@ class _Fetcher:
                 f"{where}: tokenizer {tok_name!r} has vocab_size {vocab}, variant {v.name} expects {v.vocab_size}"
             )
         stats = ds.get("stats") or {}
-        files_train = stats.get("files_train")
-        return paths, v.vocab_size, int(files_train) if files_train is not None else None
+        n_train, n_val = stats.get("files_train"), stats.get("files_val")
+        return (
+            paths,
+            v.vocab_size,
+            int(n_train) if n_train is not None else None,
+            int(n_val) if n_val is not None else None,
+        )
 
     # -- verification ------------------------------------------------------------------------
     def matches(self, path: Path, f: RemoteFile) -> tuple[bool, str]:

@@ -243,6 +243,29 @@ def test_standard_variant_is_manifest_driven(proxy_dir, tokenizers_dir, tmp_path
         assert {e["kind"] for e in lock["files"]} == {"manifest", "val", "train", "tokenizer"}
 
 
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda m: m.update(datasets=[]), "'fineweb10B_sp8192' (variant sp8192) is not listed"),
+        (lambda m: m["datasets"][0]["stats"].update(files_val=2), "the manifest lists 2 val shards"),
+        (lambda m: m["datasets"][0]["stats"].update(files_train=5), "the manifest lists 5 train shards"),
+        (lambda m: m.update(datasets="oops"), "unexpected manifest structure"),
+    ],
+)
+def test_manifest_disagreements_are_one_line(
+    proxy_dir, tokenizers_dir, tmp_path, capsys, monkeypatch, edit, needle
+):
+    files = standard_files(proxy_dir, tokenizers_dir, "sp8192", 8192)
+    manifest = json.loads(files[SP8192.manifest_path])
+    edit(manifest)
+    files[SP8192.manifest_path] = json.dumps(manifest).encode()
+    with HubServer([FakeRepo.build(SP8192.repo_id, files)]) as server:
+        code, _, err = pgolf_fetch(
+            capsys, monkeypatch, server.endpoint, tmp_path / "d", "--variant", "sp8192"
+        )
+    assert_one_line_error(code, err, needle)
+
+
 # -- interruptions and faults ------------------------------------------------------------------------
 
 
