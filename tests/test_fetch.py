@@ -648,3 +648,24 @@ def test_one_fetch_per_data_dir_at_a_time(hub, tmp_path, capsys, monkeypatch):
         code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, data)
     assert_one_line_error(code, err, "another pgolf fetch is using", str(data))
     assert resolve_gets(hub) == []
+
+
+def test_git_blob_id_matches_git_itself(tmp_path):
+    """Small (non-LFS) files are checked against the Hub's oid, the git blob id: pin our
+    computation (and the fake Hub's) to git's own."""
+    import shutil as _shutil
+
+    from harness.fetch import hash_file
+    from tests.hubserver import git_blob_oid
+
+    git = _shutil.which("git")
+    if git is None:
+        pytest.skip("git not installed")
+    f = tmp_path / "manifest.json"
+    f.write_bytes(b'{"datasets": []}\n' * 1000)
+    expected = subprocess.run(
+        [git, "hash-object", str(f)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert hash_file(f, git=True)[1] == expected
+    assert git_blob_oid(f.read_bytes()) == expected
+    assert hash_file(f)[0] == sha256(f.read_bytes())
