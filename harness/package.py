@@ -5,7 +5,8 @@ Record folder ``records/track_<track>/<YYYY-MM-DD>_<Name>/``::
     README.md               from submission_template/README.md.tmpl
     submission.json         leaderboard fields + pgolf's (harness/schemas/submission.schema.json)
     train_gpt.py            byte-identical to what ran (sha256 checked), or packed (--pack-code)
-    train_gpt_readable.py   only with --pack-code: the source that ran, byte-identical
+    train_gpt_readable.py.txt  only with --pack-code: the source that ran, byte-identical
+                            (not *.py: `pgolf run` counts every .py file of a submission as code)
     <other code files>      everything else the run's code/ held (e.g. a tokenizer)
     requirements.txt        code/requirements.txt when the submission had one, else generated
     train_seed<SEED>.log    per seed, copied from the run
@@ -61,11 +62,12 @@ SUBMISSION_FILE = "submission.json"
 README_FILE = "README.md"
 REQUIREMENTS_FILE = "requirements.txt"
 PLOT_FILE = "curves.png"
-READABLE_CODE_FILE = "train_gpt_readable.py"
+READABLE_CODE_FILE = "train_gpt_readable.py.txt"
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "submission_template"
 README_TEMPLATE = "README.md.tmpl"
 
 _SEED_DIR_RE = re.compile(r"^seed(-?\d+)$")
+_LOG_NAME_RE = re.compile(r"^train_seed(-?\d+)\.log$")
 _VERDICT_RANK = {"pass": 0, "not-verifiable": 1, "fail": 2}
 _NETWORK_RANK = {"netns": 2, "guard": 1}
 _FILES_RANK = {"staged": 1}
@@ -86,6 +88,21 @@ _DISTRIBUTIONS = {
     "einops": "einops",
     "scipy": "scipy",
 }
+
+
+_GENERATED_NAMES = {SUBMISSION_FILE, README_FILE, PLOT_FILE, RUN_FILE, READABLE_CODE_FILE}
+
+
+def is_generated(rel: str) -> bool:
+    """A file ``pgolf package`` writes itself, or a cache: never copied from the run's code/.
+
+    A record folder that is run again (a reviewer reproducing it) carries its old
+    submission.json, README, seed folders and logs into the new run's code/.
+    """
+    parts = rel.split("/")
+    if parts[0] in _GENERATED_NAMES or _SEED_DIR_RE.match(parts[0]) or _LOG_NAME_RE.match(parts[0]):
+        return True
+    return any(part == "__pycache__" or part.startswith(".") for part in parts) or rel.endswith(".pyc")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -643,9 +660,7 @@ def package_run(
         files.add(RULES.code_filename, entry_bytes)
     for p in sorted(code_dir.rglob("*")):
         rel = p.relative_to(code_dir).as_posix()
-        if p.is_file() and rel != RULES.code_filename:
-            if rel in (SUBMISSION_FILE, README_FILE, PLOT_FILE) or rel in files.data:
-                continue  # the folder's own files are generated here
+        if p.is_file() and rel != RULES.code_filename and not is_generated(rel) and rel not in files.data:
             files.add(rel, p.read_bytes())
     if REQUIREMENTS_FILE not in files.data:
         files.add(REQUIREMENTS_FILE, requirements_for(source, first["fingerprint"]).encode("utf-8"))
@@ -829,9 +844,6 @@ class SeedScores:
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
-
-
-_LOG_NAME_RE = re.compile(r"^train_seed(-?\d+)\.log$")
 
 
 def scores_from_logs(folder: Path) -> SeedScores | None:

@@ -579,6 +579,14 @@ def test_package_a_real_pgolf_run_and_rerun_the_packed_folder(tmp_path: Path, pr
         res["val_bpb"],
         res["steps"],
     )
+    # Only the packed file counts as code when the folder runs (the readable copy is not *.py).
+    assert res2["code_bytes"] == sub["bytes_code"] < res["code_bytes"]
+    # Packaging the re-run does not carry the first record's generated files along.
+    dest2 = package(rerun, tmp_path / "records2", track="non_record_16mb")
+    files2 = read_json(dest2 / SUBMISSION_FILE)["files"]
+    assert READABLE_CODE_FILE not in files2
+    assert (dest2 / "seed5/result.json").read_bytes() == (rerun / "seed5/result.json").read_bytes()
+    assert (dest2 / "train_gpt.py").read_bytes() == (dest / "train_gpt.py").read_bytes()
 
 
 # --------------------------------------------------------------------------- stats and plots
