@@ -25,11 +25,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from hubserver import FakeRepo, HubServer  # noqa: E402
 
 from harness.fetch import FetchOptions, fetch  # noqa: E402
 from harness.rules import RULES  # noqa: E402
 from harness.variants import VARIANTS  # noqa: E402
-from tests.hubserver import FakeRepo, HubServer  # noqa: E402
 
 TARGET_RATIO = 4.0
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hubserver import FakeRepo, HubServer  # tests/ is on sys.path (rootdir conftest)
 
 from harness.cli import main as cli_main
 from harness.rules import RULES
 from harness.variants import VARIANTS
-from tests.hubserver import FakeRepo, HubServer
 
 CASEOPS = VARIANTS["caseops"]
 SP8192 = VARIANTS["sp8192"]
@@ -655,8 +655,9 @@ def test_git_blob_id_matches_git_itself(tmp_path):
     computation (and the fake Hub's) to git's own."""
     import shutil as _shutil
 
+    from hubserver import git_blob_oid
+
     from harness.fetch import hash_file
-    from tests.hubserver import git_blob_oid
 
     git = _shutil.which("git")
     if git is None:
