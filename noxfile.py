@@ -35,6 +35,20 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docker(session: nox.Session) -> None:
+    """Build docker/Dockerfile on a local stand-in base and run pgolf in it (tests/test_docker.py).
+
+    Starts dockerd (installing Debian's docker.io) when no engine answers; needs root then.
+    Unlike the `tests` session, where these tests skip with the reason, an engine that
+    cannot be had is a failure here.
+    """
+    install_project(session, "test")
+    session.run(
+        "pytest", "-ra", "-s", "tests/test_docker.py", *session.posargs, env={"PGOLF_REQUIRE_DOCKER": "1"}
+    )
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmarks/*_bench.py (posargs: names to run, e.g. `fetch`); results in benchmarks/results/."""
     install_project(session)
