@@ -102,7 +102,9 @@ def is_generated(rel: str) -> bool:
     parts = rel.split("/")
     if parts[0] in _GENERATED_NAMES or _SEED_DIR_RE.match(parts[0]) or _LOG_NAME_RE.match(parts[0]):
         return True
-    return any(part == "__pycache__" or part.startswith(".") for part in parts) or rel.endswith(".pyc")
+    if rel.endswith((".pyc", ".tmpl")):  # bytecode; pgolf's own templates (submission_template/)
+        return True
+    return any(part == "__pycache__" or part.startswith(".") for part in parts)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -337,10 +337,15 @@ def test_extra_code_files_and_requirements_are_shipped(tmp_path: Path) -> None:
     tok = b"\x00\x01sentencepiece-model-bytes"
     run = make_run_dir(
         tmp_path / "run",
-        extra_code_files={"tokenizer/sp.model": tok, "requirements.txt": b"torch==2.9.1\nbrotli\n"},
+        extra_code_files={
+            "tokenizer/sp.model": tok,
+            "requirements.txt": b"torch==2.9.1\nbrotli\n",
+            "README.md.tmpl": b"# $title\n",
+        },
     )
     dest = package(run, tmp_path / "records")
     assert (dest / "tokenizer/sp.model").read_bytes() == tok
+    assert not (dest / "README.md.tmpl").exists()  # pgolf's template is never part of a record
     assert (dest / "requirements.txt").read_text() == "torch==2.9.1\nbrotli\n"
 
 
