@@ -328,7 +328,7 @@ def test_ctrl_c_stops_promptly_and_keeps_the_partial_file(big_repo, tmp_path):
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 10  # not the minutes a stuck transfer could take
         assert proc.returncode == 130
         assert err.strip() == "pgolf fetch: interrupted"
         assert part.stat().st_size >= 10 * MiB
@@ -355,9 +355,10 @@ def test_5xx_mid_transfer_is_retried_and_resumed(big_repo, tmp_path, capsys, mon
         code, _, err = pgolf_fetch(capsys, monkeypatch, server.endpoint, data)
         assert code == 0, err
         gets = server.gets(big)
-        assert len(gets) == 3
+        assert len(gets) >= 3  # the cut one, the one answered 503, the one that finished
         assert "range" not in gets[0].headers
-        assert gets[2].headers.get("range") == f"bytes={10 * MiB}-"  # resumed, not restarted
+        # Every retry resumed after the 10 MiB the client had written; none restarted at 0.
+        assert {g.headers.get("range") for g in gets[1:]} == {f"bytes={10 * MiB}-"}
     final = local_of(data, big)
     assert sha256(final.read_bytes()) == big_repo.files[big].sha256
 
