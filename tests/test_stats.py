@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness import stats
@@ -149,8 +149,7 @@ def test_p_value_matches_closed_form_df2(losses: list[float], offset: float) -> 
     rt = stats.record_test(losses, baseline)
     s = stats.sample_std(losses)
     assert s is not None
-    if s < 1e-9:
-        return
+    assume(s > 1e-6)  # nearly equal values: both sides lose all digits to cancellation
     t_hand = (stats.mean(losses) - (baseline - RULES.record_margin_nats)) / (s / math.sqrt(3))
     assert rt.p_value == pytest.approx(t_cdf_df2(t_hand), rel=1e-6, abs=1e-12)
 
