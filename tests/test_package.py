@@ -774,3 +774,21 @@ def test_stats_of_older_leaderboard_folders_read_logs_or_the_single_score(tmp_pa
     assert scores.seeds == [1, 2]
     assert scores.val_losses == [2.05, 2.07] and scores.val_bpbs == [1.21, 1.22]
     assert any("train_seed3.log" in n for n in scores.notes)
+
+
+def test_legacy_run_without_a_harness_artifact_count_uses_the_trainers_claim(tmp_path: Path) -> None:
+    legacy = {
+        "protocol": "legacy",
+        "artifact_bytes": None,
+        "model_bytes": None,
+        "claimed": {"artifact_bytes": 15_700_000},
+    }
+    run = make_run_dir(tmp_path / "run", seed_fields={s: legacy for s in RULES.default_seeds})
+    sub = read_json(package(run, tmp_path / "records") / SUBMISSION_FILE)
+    row = sub["seed_results"]["42"]
+    assert row["artifact_bytes"] == 15_700_000 and row["artifact_bytes_source"] == "trainer_claim"
+    assert sub["artifact_bytes_max"] == 15_700_000 and sub["protocol"] == "legacy"
+    rule = next(r for r in sub["compliance"]["rules"] if r["rule"] == "artifact_bytes")
+    assert rule["verdict"] == "not-verifiable" and sub["compliance"]["verdict"] == "not-verifiable"
+    readme = (package(run, tmp_path / "records2") / "README.md").read_text()
+    assert "15,700,000 (trainer claim)" in readme
