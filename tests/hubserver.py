@@ -14,7 +14,7 @@ Errors carry the Hub's ``X-Error-Code`` header (``RepoNotFound``, ``RevisionNotF
 ``EntryNotFound``) so the client raises its own typed errors.
 
 Fault knobs (all on :class:`HubServer`, thread-safe, set between or during requests): latency
-per request, a status code for the next GETs of a file, cutting the connection after N body
+per request, a status code for the next GETs of a file (or for the next resumed ones), cutting the connection after N body
 bytes, stalling after N body bytes (to kill a client mid-download), flipping one byte of the
 body, and announcing a different size in listings. Every request is recorded (method, path,
 headers) so tests can check what the client asked for.
@@ -101,6 +101,7 @@ class Faults:
 
     latency_s: float = 0.0
     fail_status: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    fail_ranged: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     cut_after: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     stall_after: dict[str, int] = field(default_factory=dict)
     flip_byte: dict[str, int] = field(default_factory=dict)
@@ -153,6 +154,15 @@ class HubServer:
         """The next GETs of ``path`` answer these statuses, one each, before serving normally."""
         with self._lock:
             self.faults.fail_status[path].extend(statuses)
+
+    def fail_next_resume(self, path: str, *statuses: int) -> None:
+        """Like :meth:`fail_next`, for GETs of ``path`` that carry a Range header (a resumed transfer)."""
+        with self._lock:
+            self.faults.fail_ranged[path].extend(statuses)
+
+    def pending_failures(self, path: str) -> int:
+        with self._lock:
+            return len(self.faults.fail_status.get(path, [])) + len(self.faults.fail_ranged.get(path, []))
 
     def cut_next(self, path: str, after_bytes: int) -> None:
         """The next GET of ``path`` drops the connection after ``after_bytes`` body bytes."""
@@ -343,8 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
         if f is None:
             self._error(404, "EntryNotFound", f"{path} does not exist on {rev}", commit)
             return
-        if body and (status := self.hub._take(self.hub.faults.fail_status, path)) is not None:
-            self._error(status, None, f"injected {status}", commit)
+        status_now = self.hub._take(self.hub.faults.fail_status, path) if body else None
+        if status_now is None and body and self.headers.get("Range"):
+            status_now = self.hub._take(self.hub.faults.fail_ranged, path)
+        if status_now is not None:
+            self._error(status_now, None, f"injected {status_now}", commit)
             return
         data = f.data
         if body and self.hub._take_flip(path):
