@@ -7,17 +7,21 @@ huggingface_hub 2.x):
   file's size and sha256 (the LFS oid) or git blob id. Files are then fetched straight from the
   ``resolve`` URL at that commit with the client's ``http_get``, several at a time: no per-file
   HEAD round trip, and every file comes from the same commit.
-- Each download goes to ``DATA_DIR/.pgolf-fetch/partial/<hash>.part`` and is resumed with a Range
-  request on the next attempt or the next run: the client deletes a partial file when a call
-  fails, so a killed or failed fetch would otherwise restart at byte 0.
+- Each download goes to ``DATA_DIR/.pgolf-fetch/partial/<file>.<hash>.part`` and is resumed with a
+  Range request on the next attempt or the next run: the client deletes a partial file when a
+  call fails, so a killed or failed fetch would otherwise restart at byte 0. One failed file
+  does not stop the others; Ctrl-C stops at once and keeps every partial file.
 - 5xx answers and transport errors are retried a bounded number of times (the client does not
   retry a 5xx on a file GET); a file whose sha256 is wrong is fetched again once, then it is an
   error (the client only compares sizes).
 - Nothing goes to the default HF cache: HF_HOME (unless set) and the cache folders point under
   DATA_DIR/.pgolf-fetch, telemetry is off, and huggingface_hub is imported only after that
   (it reads its environment at import time). The endpoint is passed explicitly.
+- Free space is checked (on every filesystem the data lands on) before anything is downloaded;
+  each file is then checked for size, sha256, shard header/token range and tokenizer vocabulary.
 - The result is ``DATA_DIR/<dataset>.lock.json``: repo, resolved commit, and every file with its
   size and sha256. It holds no timestamps, so the same data always gives the same lock file.
+  Offline (HF_HUB_OFFLINE=1), the lock file is what the data is verified against.
 """
 
 from __future__ import annotations
