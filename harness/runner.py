@@ -405,6 +405,10 @@ class SeedRunner:
             )
             self.finish(result)
             raise
+        except (OSError, PgolfError) as exc:
+            # The harness itself could not go on with this seed (disk full, data vanished):
+            # record it like a crash so the next seed still runs.
+            result["status"], result["reason"] = "crashed", f"harness: {exc}"
         self.finish(result)
         return result
 
@@ -1051,8 +1055,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 try:
                     result = sr.run()
                 except KeyboardInterrupt:
-                    r = read_result(seed_dir(run_dir, seed) / RESULT_FILE)
-                    run_json["results"][str(seed)] = _summary(run_dir, seed, r)
+                    try:
+                        r = read_result(seed_dir(run_dir, seed) / RESULT_FILE)
+                        run_json["results"][str(seed)] = _summary(run_dir, seed, r)
+                    except ResultError:
+                        pass  # interrupted before the seed had a result: nothing of it to keep
                     save("interrupted")
                     raise
                 run_json["results"][str(seed)] = _summary(run_dir, seed, result)
