@@ -1,0 +1,100 @@
+"""Steady-state training throughput of the reference trainer at full size (issue 6).
+
+Runs submission_template/train_gpt.py (train phase, no export) once per configuration, reads
+its `:::PGOLF` step events, and reports tokens/s per GPU after the first WARM steps, peak
+memory and model FLOPs utilisation. FLOPs per token are counted from the model shape:
+6 x (matrix params + tied head) for the matmuls, 6 x layers x dim x (seq+1)/2 x 2 for causal
+attention (QK^T and AV, forward + backward).
+
+usage: python benchmarks/trainer/bench_throughput.py DATA_PATH OUT_JSON [config ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINER = REPO / "submission_template" / "train_gpt.py"
+PEAK_BF16_FLOPS = 989e12  # H100 SXM dense bf16 (datasheet)
+
+CONFIGS = {
+    "compile_sdpa_native": {"COMPILE": "1", "SDPA_GQA": "native"},
+    "compile_sdpa_repeat": {"COMPILE": "1", "SDPA_GQA": "repeat"},
+    "eager_sdpa_native": {"COMPILE": "0", "SDPA_GQA": "native"},
+    "compile_fa3": {"COMPILE": "1", "USE_FA3": "1"},
+}
+STEPS = {"1": 30, "0": 12}  # compiled / eager steps
+WARM = {"1": 8, "0": 4}
+
+
+def flops_per_token(layers=11, dim=512, heads=8, kv_heads=4, mlp=4, vocab=8192, seq=2048) -> float:
+    kv = dim // heads * kv_heads
+    matrix = layers * (2 * dim * dim + 2 * dim * kv + 2 * mlp * dim * dim)
+    return 6 * (matrix + vocab * dim) + 6 * layers * dim * (seq + 1)
+
+
+def run(name: str, env_extra: dict, data: str) -> dict:
+    compiled = env_extra.get("COMPILE", "1")
+    env = dict(os.environ, PGOLF_PHASE="train", DATA_PATH=data, EXPORT_MODE="none", STEP_LOG_EVERY="1")
+    env.update(ITERATIONS=str(STEPS[compiled]), MAX_WALLCLOCK_SECONDS="100000", EXPORT_RESERVE_SECONDS="0")
+    env.update(ARTIFACT_DIR="/tmp/pg/bench_art", PYTHONUNBUFFERED="1", **env_extra)
+    t0 = time.time()
+    p = subprocess.run([sys.executable, str(TRAINER)], env=env, capture_output=True, text=True)
+    steps, peak, head = [], None, ""
+    for line in p.stdout.splitlines():
+        if line.startswith(":::PGOLF "):
+            ev = json.loads(line[9:])
+            if ev["event"] == "step":
+                steps.append(ev)
+        elif line.startswith("peak memory"):
+            peak = float(line.split()[2])
+        elif line.startswith("model ") or line.startswith("compile warmup"):
+            head += line + "; "
+    if p.returncode != 0 or len(steps) < 3:
+        return {"name": name, "error": (p.stderr or p.stdout)[-2000:], "rc": p.returncode}
+    w = WARM[compiled]
+    a, b = steps[w - 1], steps[-1]
+    t_a, t_b = a["step_ms"] * a["step"] / 1000, b["step_ms"] * b["step"] / 1000
+    tok_s = (b["tokens"] - a["tokens"]) / (t_b - t_a)
+    seq = int(env.get("TRAIN_SEQ_LEN", "2048"))
+    fpt = flops_per_token(seq=seq)
+    return {
+        "name": name,
+        "env": env_extra,
+        "steps_timed": b["step"] - a["step"],
+        "step_ms_steady": 1000 * (t_b - t_a) / (b["step"] - a["step"]),
+        "tokens_per_s": tok_s,
+        "peak_mem_gib": peak,
+        "flops_per_token": fpt,
+        "mfu_vs_989T": tok_s * fpt / PEAK_BF16_FLOPS,
+        "wall_s": time.time() - t0,
+        "log": head,
+    }
+
+
+def main() -> int:
+    data, out = sys.argv[1], Path(sys.argv[2])
+    names = sys.argv[3:] or ["compile_sdpa_native", "eager_sdpa_native", "compile_sdpa_repeat"]
+    results = []
+    for n in names:
+        r = run(n, CONFIGS[n], data)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+        out.write_text(json.dumps(results, indent=2))
+    for r in results:
+        if "tokens_per_s" in r:
+            print(
+                f"{r['name']:<22s} {r['tokens_per_s'] / 1e6:6.3f} M tok/s  {r['step_ms_steady']:7.1f} ms/step  "
+                f"peak {r['peak_mem_gib']} GiB  MFU {100 * r['mfu_vs_989T']:.1f}%"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

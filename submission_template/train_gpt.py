@@ -1,0 +1,1220 @@
+"""pgolf reference trainer: one self-contained file (torch, numpy, brotli; sentencepiece and
+flash-attn optional). Train a small GPT under a wall-clock budget, export it as a compressed
+quantized artifact, evaluate the artifact in bits per byte.
+
+Run modes (the pgolf native protocol, DESIGN §4):
+  PGOLF_PHASE=train  DATA_PATH holds only fineweb_train_*.bin; writes ARTIFACT_DIR/model.pgq.
+  PGOLF_PHASE=eval   DATA_PATH holds only fineweb_val_*.bin (+ fineweb_val_bytes_*.bin sidecars);
+                     reads ARTIFACT_DIR (nothing else), writes RESULT_PATH.
+  (unset)            standalone: train, export, then evaluate the export in one process.
+Launch with `torchrun --standalone --nproc_per_node=N train_gpt.py` or plain `python train_gpt.py`.
+NCCL on GPUs, gloo on CPU.
+
+Every hyperparameter below is overridable by an environment variable of the same name.
+
+Tiny preset (CPU, tests and `pgolf rehearse`; ~60 s of training on 2 cores):
+  COMPILE=0 NUM_LAYERS=2 MODEL_DIM=128 NUM_HEADS=4 NUM_KV_HEADS=2 MLP_MULT=2
+  TRAIN_SEQ_LEN=256 TRAIN_BATCH_TOKENS=4096 MAX_MICRO_BATCH_TOKENS=4096
+  LR_WARMUP_STEPS=5 EMBED_LR=0.05 MATRIX_LR=0.04 SCALAR_LR=0.04 EXPORT_RESERVE_SECONDS=5
+  GPTQ_CALIB_TOKENS=16384 VAL_BATCH_TOKENS=16384 MAX_WALLCLOCK_SECONDS=60
+(VAL_TOKEN_LIMIT caps the validation tokens: quick tests only, never for a reported score.)
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import math
+import os
+import struct
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+try:  # flash-attn 3 (Hopper); PyTorch SDPA otherwise
+    from flash_attn_interface import flash_attn_func as _fa3_func  # type: ignore
+except Exception:  # noqa: BLE001 - any import failure means "not available"
+    _fa3_func = None
+
+# ----------------------------------------------------------------------------------------------
+# Protocol names: re-declared from harness/protocol.py (this file must stay self-contained).
+ENV_PHASE = "PGOLF_PHASE"
+PHASE_TRAIN = "train"
+PHASE_EVAL = "eval"
+EVENT_PREFIX = ":::PGOLF "
+EV_TRAIN_START, EV_STEP, EV_VAL, EV_TRAIN_END = "train_start", "step", "val", "train_end"
+EV_ARTIFACT, EV_EVAL_START, EV_EVAL_END = "artifact", "eval_start", "eval_end"
+SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_INTS = 20240520, 1, 256
+ARTIFACT_NAME = "model.pgq"
+
+
+class TrainerError(Exception):
+    """Bad input or a broken artifact: reported as one line, exit status 2."""
+
+
+def _env(name: str, default, cast=None):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    cast = cast or type(default)
+    try:
+        if cast is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return cast(raw)
+    except ValueError:
+        raise TrainerError(f"environment {name}={raw!r}: expected a {cast.__name__}") from None
+
+
+class Hyperparameters:
+    """All knobs in one place; each reads the environment variable of the same name."""
+
+    def __init__(self) -> None:
+        cuda = torch.cuda.is_available()
+        # protocol
+        self.PGOLF_PHASE = _env(ENV_PHASE, "")
+        self.DATA_PATH = _env("DATA_PATH", "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved")
+        self.TOKENIZER_PATH = _env(
+            "TOKENIZER_PATH", "./data/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+        )
+        self.RUN_ID = _env("RUN_ID", "run")
+        self.ARTIFACT_DIR = _env("ARTIFACT_DIR", os.path.join("artifacts", self.RUN_ID))
+        self.RESULT_PATH = _env("RESULT_PATH", "")
+        self.SEED = _env("SEED", 1337)
+        self.MAX_WALLCLOCK_SECONDS = _env("MAX_WALLCLOCK_SECONDS", 600.0, float)
+        # model
+        self.VOCAB_SIZE = _env("VOCAB_SIZE", 8192)
+        self.NUM_LAYERS = _env("NUM_LAYERS", 11)
+        self.MODEL_DIM = _env("MODEL_DIM", 512)
+        self.NUM_HEADS = _env("NUM_HEADS", 8)
+        self.NUM_KV_HEADS = _env("NUM_KV_HEADS", 4)
+        self.MLP_MULT = _env("MLP_MULT", 4)
+        self.ROPE_DIMS = _env("ROPE_DIMS", 16)  # partial RoPE: rotate this many of each head's dims
+        self.ROPE_BASE = _env("ROPE_BASE", 10000.0)
+        self.QK_GAIN_INIT = _env("QK_GAIN_INIT", 5.0)
+        self.LOGIT_SOFTCAP = _env("LOGIT_SOFTCAP", 30.0)
+        self.EMBED_INIT_STD = _env("EMBED_INIT_STD", 0.005)
+        self.RECUR_LAYERS = _env("RECUR_LAYERS", "")  # e.g. "4,5": run these blocks twice ...
+        self.RECUR_START_FRAC = _env("RECUR_START_FRAC", 0.5)  # ... from this fraction of training
+        self.PARALLEL_FROM_LAYER = _env("PARALLEL_FROM_LAYER", -1)  # >=0: parallel attn+MLP lanes
+        # data / batch
+        self.TRAIN_SEQ_LEN = _env("TRAIN_SEQ_LEN", 2048)
+        self.TRAIN_BATCH_TOKENS = _env("TRAIN_BATCH_TOKENS", 786_432)  # global, per optimizer step
+        self.MAX_MICRO_BATCH_TOKENS = _env("MAX_MICRO_BATCH_TOKENS", 131_072)  # per process per pass
+        self.VAL_BATCH_TOKENS = _env("VAL_BATCH_TOKENS", 131_072)
+        self.VAL_TOKEN_LIMIT = _env("VAL_TOKEN_LIMIT", 0)  # 0 = full split (quick tests only)
+        # optimisation
+        self.ITERATIONS = _env("ITERATIONS", 100_000)  # step cap; the wall clock usually ends first
+        self.EXPORT_RESERVE_SECONDS = _env("EXPORT_RESERVE_SECONDS", 30.0)  # kept for GPTQ + export
+        self.LR_WARMUP_STEPS = _env("LR_WARMUP_STEPS", 20)
+        self.WARMDOWN_FRAC = _env("WARMDOWN_FRAC", 0.8)
+        self.LR_FLOOR = _env("LR_FLOOR", 0.05)
+        self.MATRIX_LR = _env("MATRIX_LR", 0.025)
+        self.EMBED_LR = _env("EMBED_LR", 0.035)
+        self.SCALAR_LR = _env("SCALAR_LR", 0.025)
+        self.MUON_MOMENTUM = _env("MUON_MOMENTUM", 0.95)
+        self.MUON_MOMENTUM_START = _env("MUON_MOMENTUM_START", 0.85)
+        self.MUON_MOMENTUM_WARMUP_STEPS = _env("MUON_MOMENTUM_WARMUP_STEPS", 300)
+        self.MUON_NS_STEPS = _env("MUON_NS_STEPS", 5)
+        self.MUON_WD = _env("MUON_WD", 0.09)
+        self.ADAM_BETA1 = _env("ADAM_BETA1", 0.9)
+        self.ADAM_BETA2 = _env("ADAM_BETA2", 0.99)
+        self.ADAM_WD = _env("ADAM_WD", 0.0)
+        self.GRAD_CLIP = _env("GRAD_CLIP", 0.3)
+        self.EMA_DECAY = _env("EMA_DECAY", 0.9965)
+        self.STEP_LOG_EVERY = _env("STEP_LOG_EVERY", 10)
+        self.VAL_EVERY = _env("VAL_EVERY", 0)  # standalone only; 0 = at the end only
+        # runtime
+        self.COMPILE = _env("COMPILE", cuda, bool)
+        self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
+        self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
+        self.USE_FA3 = _env("USE_FA3", True, bool)
+        self.NUM_THREADS = _env("NUM_THREADS", 0)  # CPU threads per process; 0 = cores / local procs
+        # export (GPTQ issue)
+        self.EXPORT_MODE = _env("EXPORT_MODE", "gptq")  # gptq | simple | none (benchmarks only)
+        self.EXPORT_COMPARE = _env("EXPORT_COMPARE", False, bool)  # standalone: also eval the other
+        self.GPTQ_CALIB_TOKENS = _env("GPTQ_CALIB_TOKENS", 262_144)
+        self.GPTQ_BLOCK = _env("GPTQ_BLOCK", 128)
+        self.GPTQ_DAMP = _env("GPTQ_DAMP", 0.01)
+        self.CLIP_K_ATTN = _env("CLIP_K_ATTN", 12.0)  # step = k * row std / qmax
+        self.CLIP_K_MLP = _env("CLIP_K_MLP", 12.0)
+        self.CLIP_K_EMBED = _env("CLIP_K_EMBED", 15.0)
+        self.MATRIX_BITS = _env("MATRIX_BITS", 6)
+        self.EMBED_BITS = _env("EMBED_BITS", 7)
+        self.ARTIFACT_TARGET_BYTES = _env("ARTIFACT_TARGET_BYTES", -1)  # scale clip k to fit; -1 auto, 0 off
+        self.BROTLI_QUALITY = _env("BROTLI_QUALITY", 11)
+        self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
+
+    def model_config(self) -> dict:
+        keys = ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS", "MLP_MULT")
+        keys += ("ROPE_DIMS", "ROPE_BASE", "QK_GAIN_INIT", "LOGIT_SOFTCAP", "EMBED_INIT_STD")
+        keys += ("RECUR_LAYERS", "PARALLEL_FROM_LAYER", "TRAIN_SEQ_LEN")
+        return {k: getattr(self, k) for k in keys}
+
+
+# ----------------------------------------------------------------------------------------------
+# Runtime: processes, devices, events.
+
+
+class Runtime:
+    def __init__(self, hp: Hyperparameters) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        else:
+            self.device = torch.device("cpu")
+            threads = hp.NUM_THREADS or max(1, (os.cpu_count() or 1) // max(1, local_world))
+            torch.set_num_threads(threads)
+        self.distributed = self.world > 1
+        if self.distributed:
+            dist.init_process_group("nccl" if self.cuda else "gloo", device_id=self.device if self.cuda else None)
+        self.master = self.rank == 0
+        self.amp_dtype = torch.bfloat16 if self.cuda else None
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def event(self, name: str, **fields) -> None:
+        if self.master:
+            print(EVENT_PREFIX + json.dumps({"event": name, **fields}, separators=(",", ":")), flush=True)
+
+    def log(self, msg: str) -> None:
+        if self.master:
+            print(msg, flush=True)
+
+    def all_reduce_(self, t: Tensor, op=None) -> Tensor:
+        if self.distributed:
+            dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+        return t
+
+    def broadcast_(self, t: Tensor) -> Tensor:
+        if self.distributed:
+            dist.broadcast(t, 0)
+        return t
+
+    def close(self) -> None:
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: token shards (256 x int32 header, then uint16 tokens) and the bytes each token stands for.
+
+
+def read_shard(path: str) -> np.ndarray:
+    try:
+        header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
+    except OSError as e:
+        raise TrainerError(f"{path}: cannot read shard ({e.strerror})") from None
+    if header.size < SHARD_HEADER_INTS:
+        raise TrainerError(f"{path}: truncated header, expected {SHARD_HEADER_INTS * 4} bytes")
+    if int(header[0]) != SHARD_MAGIC or int(header[1]) != SHARD_VERSION:
+        raise TrainerError(
+            f"{path}: bad header (magic {int(header[0])}, version {int(header[1])}), "
+            f"expected magic {SHARD_MAGIC} version {SHARD_VERSION}"
+        )
+    n = int(header[2])
+    expected = SHARD_HEADER_INTS * 4 + 2 * n
+    if os.path.getsize(path) != expected:
+        raise TrainerError(f"{path}: header says {n} tokens ({expected} bytes), file has {os.path.getsize(path)}")
+    return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_INTS * 4, shape=(n,))
+
+
+def list_shards(data_path: str, prefix: str) -> list[str]:
+    files = sorted(glob.glob(os.path.join(data_path, f"{prefix}[0-9]*.bin")))
+    if not files:
+        raise TrainerError(f"DATA_PATH={data_path}: no {prefix}*.bin shards found")
+    return files
+
+
+class TrainStream:
+    """Train tokens in shard order, wrapping at the end. Each step consumes one global window of
+    TRAIN_BATCH_TOKENS (+1 for the shifted targets); sequence j of the window goes to rank
+    j // (seqs per rank), so the tokens a step sees do not depend on the world size."""
+
+    def __init__(self, data_path: str, vocab_size: int) -> None:
+        self.shards = [read_shard(f) for f in list_shards(data_path, "fineweb_train_")]
+        self.total = sum(len(s) for s in self.shards)
+        if self.total < 2:
+            raise TrainerError(f"DATA_PATH={data_path}: train shards hold {self.total} tokens")
+        self.vocab_size = vocab_size
+        self.pos = 0  # global position in the concatenated stream
+        self.shard_idx, self.shard_off = 0, 0
+
+    def _take(self, n: int) -> np.ndarray:
+        out = np.empty(n, dtype=np.int64)
+        filled = 0
+        while filled < n:
+            shard = self.shards[self.shard_idx]
+            k = min(n - filled, len(shard) - self.shard_off)
+            out[filled : filled + k] = shard[self.shard_off : self.shard_off + k]
+            filled += k
+            self.shard_off += k
+            if self.shard_off >= len(shard):
+                self.shard_idx, self.shard_off = (self.shard_idx + 1) % len(self.shards), 0
+        return out
+
+    def next_window(self, global_tokens: int) -> np.ndarray:
+        """global_tokens + 1 tokens; the stream advances by global_tokens."""
+        win = self._take(global_tokens + 1)
+        # step back one token so the last target is the next window's first input
+        self.shard_off -= 1
+        if self.shard_off < 0:
+            self.shard_idx = (self.shard_idx - 1) % len(self.shards)
+            self.shard_off = len(self.shards[self.shard_idx]) - 1
+        if int(win.max()) >= self.vocab_size:
+            raise TrainerError(f"train shard token id {int(win.max())} >= VOCAB_SIZE={self.vocab_size}")
+        return win
+
+
+def local_batches(win: np.ndarray, seq_len: int, rank: int, world: int, accum: int, device) -> list:
+    """Split a global window into this rank's micro-batches of (inputs, targets)."""
+    n_seq = (len(win) - 1) // seq_len
+    per_rank = n_seq // world
+    per_micro = per_rank // accum
+    out = []
+    for m in range(accum):
+        s0 = rank * per_rank + m * per_micro
+        chunk = torch.from_numpy(win[s0 * seq_len : (s0 + per_micro) * seq_len + 1])
+        x = chunk[:-1].view(per_micro, seq_len)
+        y = chunk[1:].view(per_micro, seq_len)
+        out.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
+    return out
+
+
+def piece_byte_table(sp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tokenizer rule (DESIGN §2): per id, bytes without the leading '▁', whether it had one,
+    and whether it is a boundary (control / unknown) after which that space is not counted."""
+    n = sp.get_piece_size()
+    base = np.zeros(n, dtype=np.int64)
+    space = np.zeros(n, dtype=bool)
+    boundary = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if sp.is_control(i) or sp.is_unknown(i):
+            boundary[i] = True
+        elif sp.is_byte(i):
+            base[i] = 1
+        else:
+            piece = sp.id_to_piece(i)
+            if piece.startswith("\u2581"):
+                space[i], piece = True, piece[1:]
+            base[i] = len(piece.encode("utf-8"))
+    return base, space, boundary
+
+
+def token_bytes_by_rule(sp, tokens: np.ndarray) -> np.ndarray:
+    """Bytes of each token of a stream that starts a document (the first token counts no space)."""
+    base, space, boundary = piece_byte_table(sp)
+    ids = np.asarray(tokens, dtype=np.int64)
+    after_boundary = np.ones(ids.size, dtype=bool)
+    after_boundary[1:] = boundary[ids[:-1]]
+    return base[ids] + (space[ids] & ~after_boundary)
+
+
+def load_validation(hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray, str]:
+    """Val tokens and the byte count of each token (from the sidecar when present)."""
+    files = list_shards(hp.DATA_PATH, "fineweb_val_")
+    files = [f for f in files if not os.path.basename(f).startswith("fineweb_val_bytes_")]
+    if not files:
+        raise TrainerError(f"DATA_PATH={hp.DATA_PATH}: no fineweb_val_*.bin shards found")
+    toks, nbytes, sources = [], [], set()
+    for f in files:
+        t = np.asarray(read_shard(f), dtype=np.int64)
+        side = os.path.join(os.path.dirname(f), os.path.basename(f).replace("fineweb_val_", "fineweb_val_bytes_"))
+        if os.path.exists(side):
+            b = np.asarray(read_shard(side), dtype=np.int64)
+            if len(b) != len(t):
+                raise TrainerError(f"{side}: {len(b)} byte counts for {len(t)} tokens in {f}")
+            sources.add("sidecar")
+        else:
+            try:
+                import sentencepiece as spm
+            except ImportError:
+                raise TrainerError(f"{f}: no byte sidecar and sentencepiece is not installed") from None
+            if not os.path.exists(hp.TOKENIZER_PATH):
+                raise TrainerError(f"{f}: no byte sidecar and TOKENIZER_PATH={hp.TOKENIZER_PATH} missing")
+            b = token_bytes_by_rule(spm.SentencePieceProcessor(model_file=hp.TOKENIZER_PATH), t)
+            sources.add("tokenizer")
+        toks.append(t)
+        nbytes.append(b)
+    tokens, tok_bytes = np.concatenate(toks), np.concatenate(nbytes)
+    if hp.VAL_TOKEN_LIMIT > 0:
+        tokens, tok_bytes = tokens[: hp.VAL_TOKEN_LIMIT + 1], tok_bytes[: hp.VAL_TOKEN_LIMIT + 1]
+    if int(tokens.max()) >= hp.VOCAB_SIZE:
+        raise TrainerError(f"val token id {int(tokens.max())} >= VOCAB_SIZE={hp.VOCAB_SIZE}")
+    return tokens, tok_bytes, "+".join(sorted(sources))
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: 11 x 512 GPT, GQA attention with partial RoPE, QK norm + per-head gain, LeakyReLU(0.5)^2
+# MLP, U-Net skips, layer-norm scale 1/sqrt(layer+1), tied embeddings, logit softcap.
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class Rotary(nn.Module):
+    def __init__(self, dims: int, base: float) -> None:
+        super().__init__()
+        self.dims = dims
+        inv = 1.0 / (base ** (torch.arange(0, dims, 2, dtype=torch.float32) / dims))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, T, H, D); rotates the first `dims` of D
+        t = torch.arange(x.size(1), device=x.device, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq)
+        cos, sin = freqs.cos()[None, :, None, :].to(x.dtype), freqs.sin()[None, :, None, :].to(x.dtype)
+        half = self.dims // 2
+        x1, x2, rest = x[..., :half], x[..., half : self.dims], x[..., self.dims :]
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        dim, self.h, self.kv = cfg["MODEL_DIM"], cfg["NUM_HEADS"], cfg["NUM_KV_HEADS"]
+        if dim % self.h or self.h % self.kv:
+            raise TrainerError(f"MODEL_DIM={dim}, NUM_HEADS={self.h}, NUM_KV_HEADS={self.kv}: need divisibility")
+        self.hd = dim // self.h
+        self.c_q = nn.Linear(dim, dim, bias=False)
+        self.c_k = nn.Linear(dim, self.kv * self.hd, bias=False)
+        self.c_v = nn.Linear(dim, self.kv * self.hd, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        nn.init.zeros_(self.proj.weight)
+        self.q_gain = nn.Parameter(torch.full((self.h,), float(cfg["QK_GAIN_INIT"])))
+        self.rotary = Rotary(min(cfg["ROPE_DIMS"], self.hd), cfg["ROPE_BASE"])
+        self.gqa_mode = "native"
+        self.use_fa3 = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        q = self.c_q(x).view(B, T, self.h, self.hd)
+        k = self.c_k(x).view(B, T, self.kv, self.hd)
+        v = self.c_v(x).view(B, T, self.kv, self.hd)
+        q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
+        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
+        if self.use_fa3 and _fa3_func is not None and q.is_cuda:
+            y = _fa3_func(q, k, v, causal=True)
+            y = y[0] if isinstance(y, tuple) else y
+        else:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            if self.gqa_mode == "repeat" and self.kv != self.h:
+                k = k.repeat_interleave(self.h // self.kv, dim=1)
+                v = v.repeat_interleave(self.h // self.kv, dim=1)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.h)
+            y = y.transpose(1, 2)
+        return self.proj(y.reshape(B, T, self.h * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, mult: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, mult * dim, bias=False)
+        self.proj = nn.Linear(mult * dim, dim, bias=False)
+        nn.init.zeros_(self.proj.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.leaky_relu(self.fc(x), 0.5).square())
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: dict, layer: int) -> None:
+        super().__init__()
+        dim = cfg["MODEL_DIM"]
+        self.attn = Attention(cfg)
+        self.mlp = MLP(dim, cfg["MLP_MULT"])
+        self.attn_scale = nn.Parameter(torch.ones(dim))
+        self.mlp_scale = nn.Parameter(torch.ones(dim))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
+        self.ln_scale = 1.0 / math.sqrt(layer + 1)  # damps deep layers' inputs (a constant)
+        self.parallel = 0 <= cfg["PARALLEL_FROM_LAYER"] <= layer
+
+    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        if self.parallel:  # both lanes read the same input
+            h = rms_norm(x) * self.ln_scale
+            return x + self.attn_scale.to(x.dtype) * self.attn(h) + self.mlp_scale.to(x.dtype) * self.mlp(h)
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x) * self.ln_scale)
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln_scale)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        n = cfg["NUM_LAYERS"]
+        self.tok_emb = nn.Embedding(cfg["VOCAB_SIZE"], cfg["MODEL_DIM"])
+        nn.init.normal_(self.tok_emb.weight, std=cfg["EMBED_INIT_STD"])
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(n))
+        self.n_enc = n // 2
+        self.n_dec = n - self.n_enc
+        self.skip_weights = nn.Parameter(torch.ones(min(self.n_enc, self.n_dec), cfg["MODEL_DIM"]))
+        self.softcap = float(cfg["LOGIT_SOFTCAP"])
+        recur = str(cfg.get("RECUR_LAYERS") or "")
+        self.recur_layers = {int(s) for s in recur.split(",") if s.strip()}
+        self.recur_active = False
+
+    def _block(self, i: int, x: Tensor, x0: Tensor) -> Tensor:
+        x = self.blocks[i](x, x0)
+        if self.recur_active and i in self.recur_layers:  # depth recurrence: same weights again
+            x = self.blocks[i](x, x0)
+        return x
+
+    def hidden(self, idx: Tensor) -> Tensor:
+        x = rms_norm(self.tok_emb(idx))
+        x0, skips = x, []
+        for i in range(self.n_enc):
+            x = self._block(i, x, x0)
+            skips.append(x)
+        for j in range(self.n_dec):
+            if skips:
+                x = x + self.skip_weights[len(skips) - 1].to(x.dtype) * skips.pop()
+            x = self._block(self.n_enc + j, x, x0)
+        return rms_norm(x)
+
+    def logits(self, h: Tensor) -> Tensor:
+        z = F.linear(h, self.tok_emb.weight.to(h.dtype)).float()
+        return self.softcap * torch.tanh(z / self.softcap)
+
+    def forward(self, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean next-token loss (nats)."""
+        z = self.logits(self.hidden(idx))
+        return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))
+
+    def token_nll(self, idx: Tensor, targets: Tensor) -> Tensor:
+        z = self.logits(self.hidden(idx))
+        return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1), reduction="none").view(targets.shape)
+
+
+def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
+    model = GPT(cfg).to(rt.device)
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.gqa_mode = hp.SDPA_GQA
+            m.use_fa3 = hp.USE_FA3 and _fa3_func is not None and rt.cuda
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisers: Muon for block matrices, Adam for embeddings and scalars.
+
+# Polar Express (Amsel et al., 2025) per-step coefficients for 5 Newton-Schulz-style iterations.
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+
+
+def orthogonalize(g: Tensor, steps: int) -> Tensor:
+    """Approximately U V^T of g = U S V^T (all singular values pushed towards 1); g is one matrix
+    or a stack of same-shaped matrices (batched: one launch per iteration for the whole stack)."""
+    x = g.bfloat16() if g.is_cuda else g.float()
+    tall = x.size(-2) > x.size(-1)
+    if tall:
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-7)
+    for a, b, c in POLAR_EXPRESS[:steps]:
+        s = x @ x.mT
+        x = a * x + (b * s + c * (s @ s)) @ x
+    return x.mT if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov momentum, row normalisation, orthogonalisation, decoupled weight decay. Matrices of
+    one shape are orthogonalised as one stack; with several processes each one takes every
+    world-th matrix of a stack and the updates are summed across processes."""
+
+    def __init__(self, params, lr: float, momentum: float, wd: float, ns_steps: int, rt: Runtime) -> None:
+        super().__init__(list(params), dict(lr=lr, momentum=momentum, wd=wd))
+        self.ns_steps, self.rt = ns_steps, rt
+
+    @torch.no_grad()
+    def step(self) -> None:
+        rt = self.rt
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            mom = group["momentum"]
+            grads = [p.grad for p in params]
+            bufs = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
+            torch._foreach_mul_(bufs, mom)
+            torch._foreach_add_(bufs, grads)
+            nesterov = torch._foreach_add(grads, bufs, alpha=mom)
+            by_shape: dict[tuple, list[int]] = {}
+            for i, p in enumerate(params):
+                by_shape.setdefault(tuple(p.shape), []).append(i)
+            updates: list = [None] * len(params)
+            for shape, idx in sorted(by_shape.items()):
+                out = torch.zeros((len(idx), *shape), device=params[0].device, dtype=torch.float32)
+                mine = idx[rt.rank :: rt.world]
+                if mine:
+                    g = torch.stack([nesterov[i] for i in mine])
+                    g = g / (g.norm(dim=-1, keepdim=True) + 1e-7)  # row normalisation
+                    u = orthogonalize(g, self.ns_steps).float()
+                    out[rt.rank :: rt.world] = u * max(1.0, shape[0] / shape[1]) ** 0.5
+                rt.all_reduce_(out)
+                for j, i in enumerate(idx):
+                    updates[i] = out[j]
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["wd"])
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
+
+
+def make_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list:
+    matrices = [p for n, p in model.blocks.named_parameters() if p.ndim == 2 and "resid_mix" not in n]
+    mat_ids = {id(p) for p in matrices}
+    scalars = [p for n, p in model.named_parameters() if id(p) not in mat_ids and not n.startswith("tok_emb")]
+    fused = {"fused": True} if rt.cuda else {}
+    betas = (hp.ADAM_BETA1, hp.ADAM_BETA2)
+    adam = torch.optim.AdamW(
+        [dict(params=[model.tok_emb.weight], lr=hp.EMBED_LR), dict(params=scalars, lr=hp.SCALAR_LR)],
+        betas=betas, eps=1e-8, weight_decay=hp.ADAM_WD, **fused,
+    )  # fmt: skip
+    muon = Muon(matrices, hp.MATRIX_LR, hp.MUON_MOMENTUM, hp.MUON_WD, hp.MUON_NS_STEPS, rt)
+    for opt in (adam, muon):
+        for g in opt.param_groups:
+            g["base_lr"] = g["lr"]
+    return [adam, muon]
+
+
+def lr_scale(hp: Hyperparameters, step: int, progress: float) -> float:
+    """Linear warmup over steps, flat, then linear warmdown to LR_FLOOR over the last WARMDOWN_FRAC
+    of the budget; progress is the fraction of the training budget used (time or steps)."""
+    warm = min(1.0, (step + 1) / max(1, hp.LR_WARMUP_STEPS))
+    start = 1.0 - hp.WARMDOWN_FRAC
+    if progress <= start or hp.WARMDOWN_FRAC <= 0:
+        return warm
+    frac = min(1.0, (progress - start) / hp.WARMDOWN_FRAC)
+    return warm * (1.0 - frac * (1.0 - hp.LR_FLOOR))
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantization and the artifact container.
+
+ART_MAGIC = b"PGOLFQ\r\n"  # the CR/LF catch text-mode mangling
+ART_VERSION = 1
+ART_FIXED = struct.Struct("<8sHII")  # magic, version, header length, header crc32
+
+
+def tensor_group(name: str) -> str:
+    if name.startswith("tok_emb"):
+        return "embed"
+    if ".attn." in name and name.endswith("weight"):
+        return "attn"
+    if ".mlp." in name and name.endswith("weight"):
+        return "mlp"
+    return "small"
+
+
+def quantize_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
+    return torch.clamp(torch.round(w / scale[:, None]), -qmax, qmax)
+
+
+def std_scale(w: Tensor, k: float, qmax: int) -> Tensor:
+    """Per-row step: k row standard deviations map to the largest level (values beyond clip)."""
+    std = w.float().pow(2).mean(dim=1).sqrt()
+    return torch.clamp(k * std / qmax, min=1e-8)
+
+
+def absmax_scale(w: Tensor, qmax: int) -> Tensor:
+    return torch.clamp(w.float().abs().amax(dim=1) / qmax, min=1e-8)
+
+
+def gptq_quantize(w: Tensor, H: Tensor, scale: Tensor, qmax: int, block: int, damp: float) -> Tensor:
+    """GPTQ (Frantar et al., 2022): quantize columns in order of decreasing Hessian diagonal,
+    spreading each column's rounding error onto the columns not yet quantized."""
+    W = w.float().clone()
+    H = H.double().clone()
+    cols = W.size(1)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    perm = torch.argsort(torch.diag(H), descending=True)
+    W, H = W[:, perm], H[perm][:, perm]
+    Hinv = None
+    for attempt in range(4):  # relu^2 inputs make H badly conditioned: damp harder if needed
+        Hd = H.double() + damp * (10**attempt) * torch.mean(torch.diag(H)).double() * torch.eye(
+            cols, device=H.device, dtype=torch.float64
+        )
+        L, info = torch.linalg.cholesky_ex(Hd)
+        if int(info) == 0:
+            U, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(L), upper=True)
+            if int(info) == 0:
+                Hinv = U.float()
+                break
+    if Hinv is None:
+        raise TrainerError("GPTQ: Hessian not positive definite even with 1000x damping")
+    Q = torch.zeros_like(W)
+    s = scale[:, None].float()
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
+        Err1 = torch.zeros_like(W1)
+        for i in range(i2 - i1):
+            col = W1[:, i : i + 1]
+            q = torch.clamp(torch.round(col / s), -qmax, qmax)
+            Q[:, i1 + i : i1 + i + 1] = q
+            err = (col - q * s) / Hinv1[i, i]
+            W1[:, i:] -= err @ Hinv1[i : i + 1, i:]
+            Err1[:, i : i + 1] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return Q[:, torch.argsort(perm)]
+
+
+def byte_shuffle(a: np.ndarray) -> bytes:
+    """Bytes of equal significance together (compresses multi-byte values better)."""
+    return a.view(np.uint8).reshape(-1, a.itemsize).T.tobytes()
+
+
+def byte_unshuffle(b: bytes, dtype, count: int) -> np.ndarray:
+    item = np.dtype(dtype).itemsize
+    return np.frombuffer(b, dtype=np.uint8).reshape(item, count).T.copy().view(dtype).reshape(-1)
+
+
+def entropy_bytes(q: np.ndarray) -> float:
+    """Order-0 entropy of the values, in bytes: what an ideal coder of independent symbols needs."""
+    _, counts = np.unique(q, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum() * q.size / 8)
+
+
+def _brotli():
+    try:
+        import brotli
+    except ImportError:
+        raise TrainerError("the brotli package is required to write or read the artifact") from None
+    return brotli
+
+
+def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparameters, log) -> dict:
+    """tensors: {name, shape, kind: 'q'|'fp16', bits?, q: int8 array, scale: fp16 array | values}.
+    Groups (attn, mlp, embed, scales, small) are compressed separately, in chunks, in parallel."""
+    brotli = _brotli()
+    streams: dict[str, io.BytesIO] = {g: io.BytesIO() for g in ("attn", "mlp", "embed", "scales", "small")}
+    entries = []
+    for t in tensors:
+        e = {"name": t["name"], "shape": list(t["shape"]), "kind": t["kind"]}
+        if t["kind"] == "q":
+            grp = t["group"]
+            e.update(group=grp, bits=t["bits"], offset=streams[grp].tell(), scale_offset=streams["scales"].tell())
+            streams[grp].write(np.ascontiguousarray(t["q"], dtype=np.int8).tobytes())
+            streams["scales"].write(np.ascontiguousarray(t["scale"], dtype=np.float16).tobytes())
+        else:
+            e.update(group="small", offset=streams["small"].tell())
+            streams["small"].write(np.ascontiguousarray(t["values"], dtype=np.float16).tobytes())
+        entries.append(e)
+    raw = {g: s.getvalue() for g, s in streams.items()}
+    raw["scales"] = byte_shuffle(np.frombuffer(raw["scales"], dtype=np.float16))
+    raw["small"] = byte_shuffle(np.frombuffer(raw["small"], dtype=np.float16))
+    jobs = []
+    for g, data in raw.items():
+        step = max(1, hp.COMPRESS_CHUNK_BYTES)
+        for c0 in range(0, max(1, len(data)), step):
+            jobs.append((g, data[c0 : c0 + step]))
+    t0 = time.perf_counter()
+    q = hp.BROTLI_QUALITY
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as ex:
+        blobs = list(ex.map(lambda j: brotli.compress(j[1], quality=q, lgwin=24), jobs))
+    comp_s = time.perf_counter() - t0
+    chunks = [
+        {"group": g, "codec": "brotli", "raw_bytes": len(d), "stored_bytes": len(b), "crc32": zlib.crc32(b)}
+        for (g, d), b in zip(jobs, blobs)
+    ]
+    header = {"format": "pgolf-artifact", "version": ART_VERSION, "config": config, "chunks": chunks}
+    header["tensors"] = entries
+    hbytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    payload = ART_FIXED.pack(ART_MAGIC, ART_VERSION, len(hbytes), zlib.crc32(hbytes)) + hbytes + b"".join(blobs)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(payload)
+    os.replace(tmp, path)  # never leave a half-written artifact under the final name
+    per_group: dict[str, list[int]] = {}
+    for c in chunks:
+        per_group.setdefault(c["group"], [0, 0])
+        per_group[c["group"]][0] += c["raw_bytes"]
+        per_group[c["group"]][1] += c["stored_bytes"]
+    for g, (r, s) in per_group.items():
+        log(f"artifact group {g:<7s} raw {r:>11,d} B  brotli {s:>11,d} B")
+    return {"bytes": len(payload), "compress_s": comp_s, "groups": per_group}
+
+
+def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
+    """The config and dequantized float tensors of an artifact; TrainerError when corrupt."""
+    brotli = _brotli()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TrainerError(f"{path}: cannot read artifact ({e.strerror})") from None
+    bad = f"{path}: corrupt artifact"
+    if len(data) < ART_FIXED.size:
+        raise TrainerError(f"{bad}: {len(data)} bytes, shorter than the {ART_FIXED.size}-byte preamble")
+    magic, version, hlen, hcrc = ART_FIXED.unpack_from(data)
+    if magic != ART_MAGIC:
+        raise TrainerError(f"{bad}: bad magic {magic!r}, expected {ART_MAGIC!r}")
+    if version != ART_VERSION:
+        raise TrainerError(f"{path}: artifact format version {version}, this trainer reads version {ART_VERSION}")
+    hbytes = data[ART_FIXED.size : ART_FIXED.size + hlen]
+    if len(hbytes) != hlen or zlib.crc32(hbytes) != hcrc:
+        raise TrainerError(f"{bad}: header checksum mismatch")
+    header = json.loads(hbytes)
+    pos = ART_FIXED.size + hlen
+    raw: dict[str, list[bytes]] = {}
+    for i, c in enumerate(header["chunks"]):
+        blob = data[pos : pos + c["stored_bytes"]]
+        pos += c["stored_bytes"]
+        if len(blob) != c["stored_bytes"] or zlib.crc32(blob) != c["crc32"]:
+            raise TrainerError(f"{bad}: chunk {i} ({c['group']}) checksum mismatch or truncated")
+        try:
+            out = brotli.decompress(blob)
+        except brotli.error:
+            raise TrainerError(f"{bad}: chunk {i} ({c['group']}) does not decompress") from None
+        if len(out) != c["raw_bytes"]:
+            raise TrainerError(f"{bad}: chunk {i} ({c['group']}) has {len(out)} bytes, expected {c['raw_bytes']}")
+        raw.setdefault(c["group"], []).append(out)
+    if pos != len(data):
+        raise TrainerError(f"{bad}: {len(data) - pos} unexpected trailing bytes")
+    groups = {g: b"".join(parts) for g, parts in raw.items()}
+    n_scales = len(groups.get("scales", b"")) // 2
+    n_small = len(groups.get("small", b"")) // 2
+    scales = byte_unshuffle(groups.get("scales", b""), np.float16, n_scales)
+    small = byte_unshuffle(groups.get("small", b""), np.float16, n_small)
+    out_t: dict[str, Tensor] = {}
+    for e in header["tensors"]:
+        shape, numel = tuple(e["shape"]), int(np.prod(e["shape"]))
+        if e["kind"] == "q":
+            rows = shape[0]
+            q = np.frombuffer(groups[e["group"]], dtype=np.int8, count=numel, offset=e["offset"])
+            s = scales[e["scale_offset"] // 2 : e["scale_offset"] // 2 + rows]
+            w = torch.from_numpy(q.astype(np.float32)).view(rows, -1) * torch.from_numpy(s.astype(np.float32))[:, None]
+            out_t[e["name"]] = w.view(shape)
+        else:
+            v = small[e["offset"] // 2 : e["offset"] // 2 + numel]
+            out_t[e["name"]] = torch.from_numpy(v.astype(np.float32)).view(shape)
+    return header["config"], out_t
+
+
+def collect_hessians(model: GPT, stream: TrainStream, hp: Hyperparameters, rt: Runtime) -> dict[str, Tensor]:
+    """H = sum x x^T of each matrix's inputs over GPTQ_CALIB_TOKENS training tokens (all ranks)."""
+    hess: dict[str, Tensor] = {}
+    hooks = []
+
+    def hook(name):
+        def fn(mod, inp, out):
+            x = inp[0].detach().reshape(-1, inp[0].size(-1)).double()  # fp64: keeps H PSD
+            h = hess.get(name)
+            hess[name] = x.T @ x if h is None else h.add_(x.T @ x)
+
+        return fn
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            hooks.append(mod.register_forward_hook(hook(name + ".weight")))
+    seq = hp.TRAIN_SEQ_LEN
+    per_pass = max(seq * rt.world, min(hp.GPTQ_CALIB_TOKENS, hp.MAX_MICRO_BATCH_TOKENS * rt.world))
+    per_pass -= per_pass % (seq * rt.world)
+    n_pass = max(1, hp.GPTQ_CALIB_TOKENS // per_pass)
+    emb_h = None
+    model.eval()
+    with torch.no_grad():
+        for _ in range(n_pass):
+            win = stream.next_window(per_pass)
+            x, _y = local_batches(win, seq, rt.rank, rt.world, 1, rt.device)[0]
+            with rt.autocast():
+                h = model.hidden(x)
+            hf = h.reshape(-1, h.size(-1)).double()
+            emb_h = hf.T @ hf if emb_h is None else emb_h.add_(hf.T @ hf)
+    for hk in hooks:
+        hk.remove()
+    hess["tok_emb.weight"] = emb_h  # the tied embedding is also the output layer: its input is h
+    for k in sorted(hess):
+        rt.all_reduce_(hess[k])
+    return hess
+
+
+def export_model(model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, path: str) -> dict:
+    """Quantize every matrix (int MATRIX_BITS; embedding int EMBED_BITS, or int8 in simple mode),
+    keep small tensors in fp16, write the artifact (rank 0). Returns sizes and timings."""
+    t0 = time.perf_counter()
+    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+    mq, eq = 2 ** (hp.MATRIX_BITS - 1) - 1, 2 ** (hp.EMBED_BITS - 1) - 1
+    k_of = {"attn": hp.CLIP_K_ATTN, "mlp": hp.CLIP_K_MLP, "embed": hp.CLIP_K_EMBED}
+    target = hp.ARTIFACT_TARGET_BYTES
+    if target < 0:  # auto: the cap's 15.9 MB goal less this file (the counted code) and jitter room
+        target = 15_890_000 - os.path.getsize(os.path.abspath(__file__))
+    if mode == "gptq" and target > 0:
+        k_of = fit_clip_to_budget(sd, k_of, mq, eq, target, rt)
+    tensors, rows = [], []
+    mats = [n for n in sorted(sd) if tensor_group(n) != "small" and sd[n].ndim == 2]
+    for name in sorted(sd):
+        if name not in mats:
+            tensors.append({"name": name, "shape": sd[name].shape, "kind": "fp16", "values": sd[name].cpu().numpy()})
+    for i, name in enumerate(mats):
+        w, grp = sd[name], tensor_group(name)
+        if mode == "simple":
+            qmax = 127 if grp == "embed" else 31
+            scale = absmax_scale(w, qmax).half().float()  # the fp16 scale is what gets stored
+        else:
+            qmax = eq if grp == "embed" else mq
+            scale = std_scale(w, k_of[grp], qmax).half().float()
+        if mode == "gptq" and hess is not None and name in hess:
+            # with several processes each quantizes every world-th matrix; the sum shares them
+            q = torch.zeros_like(w)
+            if i % rt.world == rt.rank:
+                q = gptq_quantize(w, hess[name].to(w.device), scale, qmax, hp.GPTQ_BLOCK, hp.GPTQ_DAMP)
+            rt.all_reduce_(q)
+        else:
+            q = quantize_rows(w, scale, qmax)
+        deq = q * scale[:, None]
+        qn = q.to(torch.int8).cpu().numpy()
+        bits = int(math.log2(qmax + 1)) + 1
+        tensors.append({"name": name, "shape": w.shape, "kind": "q", "group": grp, "bits": bits, "q": qn,
+                        "scale": scale.half().cpu().numpy()})  # fmt: skip
+        rel = float((deq - w).norm() / (w.norm() + 1e-12))
+        rms = float(w.pow(2).mean().sqrt())
+        rows.append((name, bits, w.numel(), rms, 2 * w.numel(), qn.size + 2 * scale.numel(), entropy_bytes(qn), rel))
+    tensors.sort(key=lambda t: t["name"])
+    quant_s = time.perf_counter() - t0
+    rt.log(f"export[{mode}] per tensor: name bits params rms raw_bf16_B quant_B entropy_B(~compressed) rel_err")
+    for r in rows:
+        rt.log(f"  {r[0]:<34s} int{r[1]} {r[2]:>9,d} rms {r[3]:.4f} {r[4]:>10,d} {r[5]:>10,d} {r[6]:>12,.0f} {r[7]:.4f}")
+    info = {"quant_s": quant_s, "clip_k": k_of}
+    if rt.master:
+        info.update(write_artifact(path, hp.model_config(), tensors, hp, rt.log))
+    if rt.distributed:
+        dist.barrier()
+    return info
+
+
+def entropy_bytes_t(q: Tensor, qmax: int) -> float:
+    """entropy_bytes on the tensor's device (a histogram of the 2*qmax+1 levels)."""
+    counts = torch.bincount((q.flatten() + qmax).long(), minlength=2 * qmax + 1).double()
+    p = counts[counts > 0] / q.numel()
+    return float(-(p * p.log2()).sum()) * q.numel() / 8
+
+
+CLIP_FIT_GRID = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.7, 2.0, 2.5)
+
+
+def fit_clip_to_budget(sd: dict, k_of: dict, mq: int, eq: int, target: int, rt: Runtime) -> dict:
+    """The finest common scaling of the per-group clip k whose estimated compressed size (order-0
+    entropy of round-to-nearest levels, +2% for the coder, + scales) fits the target bytes."""
+    mult, est = CLIP_FIT_GRID[-1], 0.0
+    for m in CLIP_FIT_GRID:
+        est = 0.0
+        for name, w in sd.items():
+            grp = tensor_group(name)
+            if grp == "small" or w.ndim != 2:
+                est += 2 * w.numel()
+                continue
+            qmax = eq if grp == "embed" else mq
+            est += 1.02 * entropy_bytes_t(quantize_rows(w, std_scale(w, k_of[grp] * m, qmax), qmax), qmax)
+            est += 2 * w.size(0)
+        if est <= target:
+            mult = m
+            break
+    rt.log(f"clip fit: k x{mult} (estimated {est:,.0f} B for a target of {target:,d} B)")
+    return {g: k * mult for g, k in k_of.items()}
+
+
+def load_model_from_artifact(path: str, hp: Hyperparameters, rt: Runtime) -> GPT:
+    config, tensors = read_artifact(path)
+    model = build_model(config, hp, rt)
+    missing = set(model.state_dict()) - set(tensors)
+    if missing:
+        raise TrainerError(f"{path}: corrupt artifact: tensors missing: {', '.join(sorted(missing)[:3])}")
+    model.load_state_dict({k: v.to(rt.device) for k, v in tensors.items()})
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation: every val token scored once, in fixed groups of sequences that do not depend on the
+# world size, per-sequence sums in float64 summed in sequence order -> identical across ranks.
+
+
+def evaluate(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime, fwd=None):
+    seq = hp.TRAIN_SEQ_LEN
+    n_pred = len(tokens) - 1
+    starts = list(range(0, n_pred, seq))  # sequence s predicts tokens[s+1 : s+1+len]
+    per_group = max(1, hp.VAL_BATCH_TOKENS // seq)
+    groups = [starts[i : i + per_group] for i in range(0, len(starts), per_group)]
+    seq_nll = torch.zeros(len(starts), dtype=torch.float64)
+    fwd = fwd or model.token_nll
+    model.eval()
+    with torch.no_grad():
+        for gi in range(rt.rank, len(groups), rt.world):
+            g = groups[gi]
+            full = [s for s in g if s + seq <= n_pred]
+            parts = [full] + [[s] for s in g if s + seq > n_pred]  # a short tail sequence on its own
+            for part in parts:
+                if not part:
+                    continue
+                ln = min(seq, n_pred - part[0])
+                x = torch.from_numpy(np.stack([tokens[s : s + ln] for s in part])).to(rt.device)
+                y = torch.from_numpy(np.stack([tokens[s + 1 : s + 1 + ln] for s in part])).to(rt.device)
+                with rt.autocast():
+                    nll = fwd(x, y)
+                sums = nll.float().double().sum(dim=1).cpu()
+                for j, s in enumerate(part):
+                    seq_nll[s // seq] = sums[j]
+    if rt.distributed:  # each entry is non-zero on one rank only: the sum is exact
+        seq_nll = seq_nll.to(rt.device)
+        dist.all_reduce(seq_nll)
+        seq_nll = seq_nll.cpu()
+    nll_sum = math.fsum(seq_nll.tolist())
+    n_bytes = int(tok_bytes[1 : n_pred + 1].sum())
+    val_loss = nll_sum / n_pred
+    return {"val_loss": val_loss, "val_bpb": nll_sum / math.log(2) / n_bytes, "val_tokens": n_pred, "val_bytes": n_bytes}
+
+
+# ----------------------------------------------------------------------------------------------
+# Training.
+
+
+def grad_accum_steps(hp: Hyperparameters, world: int) -> int:
+    seq, total = hp.TRAIN_SEQ_LEN, hp.TRAIN_BATCH_TOKENS
+    if total % (seq * world):
+        raise TrainerError(
+            f"TRAIN_BATCH_TOKENS={total} must be a multiple of TRAIN_SEQ_LEN*world={seq * world}"
+        )
+    seqs = total // (seq * world)
+    for a in range(1, seqs + 1):
+        if seqs % a == 0 and (seqs // a) * seq <= max(seq, hp.MAX_MICRO_BATCH_TOKENS):
+            return a
+    return seqs
+
+
+def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, float]:
+    torch.manual_seed(hp.SEED)
+    np.random.seed(hp.SEED)
+    stream = TrainStream(hp.DATA_PATH, hp.VOCAB_SIZE)
+    cfg = hp.model_config()
+    model = build_model(cfg, hp, rt)
+    n_params = sum(p.numel() for p in model.parameters())
+    accum = grad_accum_steps(hp, rt.world)
+    rt.log(
+        f"model {hp.NUM_LAYERS}x{hp.MODEL_DIM} params {n_params:,d} world {rt.world} accum {accum} "
+        f"device {rt.device} attention {'flash-attn 3' if _fa3_func and hp.USE_FA3 and rt.cuda else 'sdpa'} "
+        f"compile {hp.COMPILE} train tokens {stream.total:,d}"
+    )
+    opts = make_optimizers(model, hp, rt)
+    ema = [p.detach().clone().float() for p in model.parameters()]
+    loss_fn = torch.compile(model, dynamic=False) if hp.COMPILE else model
+
+    def fwd_bwd(batches) -> Tensor:
+        total = torch.zeros((), device=rt.device)
+        for x, y in batches:
+            with rt.autocast():
+                loss = loss_fn(x, y)
+            (loss / len(batches)).backward()
+            total += loss.detach()
+        return total / len(batches)
+
+    def compile_warmup() -> None:
+        # Compile the graphs (with and without recurrence) outside the timed budget; grads dropped.
+        if not hp.COMPILE:
+            return
+        t0 = time.perf_counter()
+        win = TrainStream(hp.DATA_PATH, hp.VOCAB_SIZE).next_window(hp.TRAIN_BATCH_TOKENS)
+        batches = local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)[:1]
+        for active in ([False, True] if model.recur_layers else [False]):
+            model.recur_active = active
+            fwd_bwd(batches)
+        model.recur_active = False
+        model.zero_grad(set_to_none=True)
+        rt.sync()
+        rt.log(f"compile warmup {time.perf_counter() - t0:.1f}s")
+
+    compile_warmup()
+    budget = max(1.0, hp.MAX_WALLCLOCK_SECONDS - hp.EXPORT_RESERVE_SECONDS)
+    rt.event(EV_TRAIN_START)
+    t_start = time.perf_counter()
+    step, tokens_seen, progress = 0, 0, 0.0
+    loss_acc = torch.zeros((), device=rt.device)
+    loss_n = 0
+    clock = torch.zeros(2, dtype=torch.float64, device=rt.device)
+    while True:
+        if model.recur_layers and not model.recur_active and progress >= hp.RECUR_START_FRAC:
+            model.recur_active = True
+            rt.log(f"step {step}: depth recurrence on for layers {sorted(model.recur_layers)}")
+        scale = lr_scale(hp, step, progress)
+        for opt in opts:
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * scale
+        mom_frac = min(1.0, step / max(1, hp.MUON_MOMENTUM_WARMUP_STEPS))
+        opts[1].param_groups[0]["momentum"] = (
+            hp.MUON_MOMENTUM_START + (hp.MUON_MOMENTUM - hp.MUON_MOMENTUM_START) * mom_frac
+        )
+        win = stream.next_window(hp.TRAIN_BATCH_TOKENS)
+        batches = local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)
+        loss = fwd_bwd(batches)
+        if rt.distributed:
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            flat = torch.cat([g.flatten() for g in grads])
+            dist.all_reduce(flat, op=dist.ReduceOp.AVG if rt.cuda else dist.ReduceOp.SUM)
+            if not rt.cuda:
+                flat /= rt.world
+            off = 0
+            for g in grads:
+                g.copy_(flat[off : off + g.numel()].view_as(g))
+                off += g.numel()
+        if hp.GRAD_CLIP > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.GRAD_CLIP)
+        for opt in opts:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            d = min(hp.EMA_DECAY, (1 + step) / (10 + step))
+            torch._foreach_lerp_(ema, [p.detach().float() for p in model.parameters()], 1 - d)
+        step += 1
+        tokens_seen += hp.TRAIN_BATCH_TOKENS
+        loss_acc += loss
+        loss_n += 1
+        # One clock for all ranks (rank 0's), so every rank stops at the same step.
+        rt.sync()
+        clock[0] = time.perf_counter() - t_start
+        rt.broadcast_(clock)
+        elapsed = float(clock[0])
+        progress = max(elapsed / budget, step / hp.ITERATIONS)
+        next_step = elapsed / step
+        done = step >= hp.ITERATIONS or elapsed + next_step > budget
+        if not math.isfinite(float(loss)):
+            raise TrainerError(f"step {step}: train loss is {float(loss)} (diverged)")
+        if step % hp.STEP_LOG_EVERY == 0 or done or step == 1:
+            rt.event(
+                EV_STEP, step=step, train_loss=round(float(loss_acc) / loss_n, 5), lr_scale=round(scale, 5),
+                tokens=tokens_seen, step_ms=round(1000 * elapsed / step, 2),
+            )  # fmt: skip
+            loss_acc.zero_()
+            loss_n = 0
+        if done:
+            break
+    raw = [p.detach().clone() for p in model.parameters()] if hp.PGOLF_PHASE == "" else None
+    with torch.no_grad():  # the EMA is what we ship
+        for p, e in zip(model.parameters(), ema):
+            p.copy_(e.to(p.dtype))
+    model.raw_weights = raw  # standalone only: to report what the EMA bought
+    if rt.cuda:
+        rt.log(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    rt.log(f"trained {step} steps, {tokens_seen:,d} tokens in {elapsed:.1f}s")
+    return model, stream, step, t_start
+
+
+def run_export(model, stream, hp, rt, mode: str, path: str) -> dict:
+    t0 = time.perf_counter()
+    hess = collect_hessians(model, stream, hp, rt) if mode == "gptq" else None
+    hess_s = time.perf_counter() - t0
+    info = export_model(model, hp, rt, mode, hess, path)
+    info["hessian_s"] = hess_s
+    info["total_s"] = time.perf_counter() - t0
+    rt.log(
+        f"export[{mode}] hessians {hess_s:.1f}s quantize {info['quant_s']:.1f}s "
+        f"compress {info.get('compress_s', 0):.1f}s bytes {info.get('bytes', 0):,d}"
+    )
+    return info
+
+
+def phase_train(hp: Hyperparameters, rt: Runtime, standalone: bool) -> None:
+    model, stream, step, t_start = train(hp, rt)
+    art = os.path.join(hp.ARTIFACT_DIR, ARTIFACT_NAME)
+    val = None
+    if hp.EXPORT_MODE == "none":  # throughput benchmarks: no artifact, no eval
+        rt.event(EV_TRAIN_END, step=step)
+        return
+    if standalone:
+        val = load_validation(hp)
+        res = evaluate(model, *val[:2], hp, rt)
+        rt.event(EV_VAL, step=step, val_loss=res["val_loss"], val_bpb=res["val_bpb"])
+        rt.log(f"float (EMA) val_loss {res['val_loss']:.5f} val_bpb {res['val_bpb']:.5f}")
+        if model.raw_weights is not None:
+            ema_w = [p.detach().clone() for p in model.parameters()]
+            with torch.no_grad():
+                for p, r in zip(model.parameters(), model.raw_weights):
+                    p.copy_(r)
+                r = evaluate(model, *val[:2], hp, rt)
+                for p, e in zip(model.parameters(), ema_w):
+                    p.copy_(e)
+            rt.log(f"float (last step, no EMA) val_loss {r['val_loss']:.5f} val_bpb {r['val_bpb']:.5f}")
+            model.raw_weights = None
+    info = run_export(model, stream, hp, rt, hp.EXPORT_MODE, art)
+    size = os.path.getsize(art) if rt.master else 0
+    rt.event(EV_ARTIFACT, bytes=size, files=[ARTIFACT_NAME])
+    rt.event(EV_TRAIN_END, step=step)
+    rt.log(f"train phase {time.perf_counter() - t_start:.1f}s after train_start")
+    if standalone and hp.EXPORT_COMPARE:
+        other = "simple" if hp.EXPORT_MODE == "gptq" else "gptq"
+        cmp_path = os.path.join(hp.ARTIFACT_DIR + "_compare", ARTIFACT_NAME)
+        run_export(model, stream, hp, rt, other, cmp_path)
+        if rt.distributed:
+            dist.barrier()
+        res = evaluate(load_model_from_artifact(cmp_path, hp, rt), *val[:2], hp, rt)
+        rt.log(f"compare export[{other}] val_loss {res['val_loss']:.5f} val_bpb {res['val_bpb']:.5f}")
+    del model
+
+
+def phase_eval(hp: Hyperparameters, rt: Runtime) -> dict:
+    rt.event(EV_EVAL_START)
+    art = os.path.join(hp.ARTIFACT_DIR, ARTIFACT_NAME)
+    model = load_model_from_artifact(art, hp, rt)
+    tokens, tok_bytes, source = load_validation(hp)
+    fwd = torch.compile(model.token_nll, dynamic=False) if hp.EVAL_COMPILE else None
+    res = evaluate(model, tokens, tok_bytes, hp, rt, fwd)
+    rt.log(f"eval: {res['val_tokens']:,d} tokens, {res['val_bytes']:,d} bytes (from {source})")
+    rt.log(f"final val_loss {res['val_loss']:.6f} val_bpb {res['val_bpb']:.6f}")
+    rt.event(EV_EVAL_END, **res)
+    if rt.master and hp.RESULT_PATH:
+        os.makedirs(os.path.dirname(os.path.abspath(hp.RESULT_PATH)), exist_ok=True)
+        with open(hp.RESULT_PATH, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+def main() -> int:
+    rt = None
+    try:
+        hp = Hyperparameters()
+        if hp.PGOLF_PHASE not in ("", PHASE_TRAIN, PHASE_EVAL):
+            raise TrainerError(f"{ENV_PHASE}={hp.PGOLF_PHASE!r}: expected {PHASE_TRAIN!r}, {PHASE_EVAL!r} or unset")
+        rt = Runtime(hp)
+        if hp.PGOLF_PHASE in ("", PHASE_TRAIN):
+            phase_train(hp, rt, standalone=hp.PGOLF_PHASE == "")
+        if hp.PGOLF_PHASE in ("", PHASE_EVAL) and hp.EXPORT_MODE != "none":
+            phase_eval(hp, rt)
+        rt.close()
+        return 0
+    except TrainerError as e:
+        print(f"train_gpt.py: error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
