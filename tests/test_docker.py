@@ -316,7 +316,7 @@ def _build(context: Path, tag: str, base: str, wheel_url: str, torch_spec: str) 
         "VCS_REF": _revision(),
         "VERSION": harness.__version__,
     }
-    cmd = ["docker", "build", "--network", "host", "-f", "docker/Dockerfile", "-t", tag]
+    cmd = ["docker", "build", "--force-rm", "--network", "host", "-f", "docker/Dockerfile", "-t", tag]
     for k, v in build_args.items():
         cmd += ["--build-arg", f"{k}={v}"]
     start = time.monotonic()
