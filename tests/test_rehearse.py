@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,13 @@ def test_embedded_data_is_a_reproducible_cut_of_the_proxy(shared_dir: Path, tmp_
 
 def test_a_wheel_carries_the_reference_trainer_and_the_data(tmp_path: Path) -> None:
     """A non-editable install (no checkout next to it) still finds everything a rehearsal needs."""
-    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels, target, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    # Build from a copy holding what the Docker context holds, so the checkout is left alone.
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("harness", "submission_template"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run(
         [
             sys.executable,
@@ -67,7 +74,7 @@ def test_a_wheel_carries_the_reference_trainer_and_the_data(tmp_path: Path) -> N
             "-q",
             "-w",
             str(wheels),
-            str(REPO),
+            str(src),
         ],
         check=True,
         capture_output=True,
@@ -107,7 +114,7 @@ def test_a_wheel_carries_the_reference_trainer_and_the_data(tmp_path: Path) -> N
     assert out[0] == str(target / "harness" / "_template") and out[1].startswith(str(target))
     assert out[2] == "True"
     assert (target / "harness" / "_template" / "train_gpt.py").read_bytes() == (
-        REPO / "submission_template" / "train_gpt.py"
+        src / "submission_template" / "train_gpt.py"
     ).read_bytes()
 
 
