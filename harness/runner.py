@@ -917,6 +917,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def resolve_device(cfg: RunConfig, fp: dict[str, Any]) -> str:
+    """What the trainer runs on: as asked, else cuda when it can see a GPU."""
+    if cfg.device != "auto":
+        return cfg.device
+    visible = cfg.extra_env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    return "cuda" if fp.get("gpu_count") else "cpu"
+
+
 def check_inputs(cfg: RunConfig) -> None:
     entry = cfg.submission_dir / RULES.code_filename
     if not cfg.submission_dir.is_dir():
@@ -1004,7 +1014,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "protocol": cfg.protocol,
         "policy": cfg.policy,
         "nproc": cfg.nproc,
-        "device": cfg.device,
+        "device": resolve_device(cfg, fp),
         "seeds": list(cfg.seeds),
         "limits": {**cfg.limits.as_dict(), "scaled": cfg.limits.scaled},
         "submission": {

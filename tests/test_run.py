@@ -136,6 +136,7 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     run_json = json.loads((run_dir / "run.json").read_text())
     jsonschema.validate(run_json, load_schema("run"))
     assert run_json["status"] == "complete" and run_json["results"]["1"]["status"] == "ok"
+    assert run_json["device"] == ("cuda" if run_json["fingerprint"]["gpu_count"] else "cpu")
     result = read_result(run_dir / "seed1" / "result.json")  # schema-checked
     assert result["status"] == "ok" and result["reason"] is None and result["nproc"] == 2
     # Scaled limits are recorded where the verdicts are.
