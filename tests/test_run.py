@@ -158,6 +158,7 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     assert result["eval_time_s"] == pytest.approx(t["eval_end"] - t["eval_start"], abs=1e-3)
     assert 0.2 <= result["train_time_s"] < result["train_phase_wall_s"]
     assert all(a["t"] <= b["t"] for a, b in itertools.pairwise(events))
+    assert all(e["t"] > 0 for e in events)  # the harness's stamps, not the trainer's "t": -1
     assert result["steps"] == 5
     assert {v["rule"]: v["verdict"] for v in result["verdicts"]} == {
         "train_time": "pass",

@@ -51,7 +51,8 @@ def main():
         event("train_start")
         for step in range(1, 6):
             loss = float("nan") if (mode == "nan" and step == 3) else 5.0 / step
-            event("step", step=step, train_loss=loss)
+            # A trainer's own "t" (here a bogus one) must never reach events.jsonl.
+            event("step", step=step, train_loss=loss, t=-1.0)
             time.sleep(0.05)
         if mode == "crash_rank1" and rank == 1:
             raise RuntimeError("fake failure on rank 1")
