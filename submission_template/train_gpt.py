@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 try:  # flash-attn 3 (Hopper); PyTorch SDPA otherwise
     from flash_attn_interface import flash_attn_func as _fa3_func  # type: ignore
-except Exception:  # noqa: BLE001 - any import failure means "not available"
+except Exception:
     _fa3_func = None
 
 # ----------------------------------------------------------------------------------------------
@@ -80,7 +80,9 @@ class Hyperparameters:
         cuda = torch.cuda.is_available()
         # protocol
         self.PGOLF_PHASE = _env(ENV_PHASE, "")
-        self.DATA_PATH = _env("DATA_PATH", "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved")
+        self.DATA_PATH = _env(
+            "DATA_PATH", "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+        )
         self.TOKENIZER_PATH = _env(
             "TOKENIZER_PATH", "./data/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
         )
@@ -138,14 +140,16 @@ class Hyperparameters:
         self.USE_FA3 = _env("USE_FA3", True, bool)
         self.NUM_THREADS = _env("NUM_THREADS", 0)  # CPU threads per process; 0 = cores / local procs
         # export (GPTQ issue)
-        self.EXPORT_MODE = _env("EXPORT_MODE", "gptq")  # gptq | simple | none (benchmarks only)
+        self.EXPORT_MODE = _env("EXPORT_MODE", "gptq")  # gptq | rtn (std clip, no GPTQ) | simple | none
         self.EXPORT_COMPARE = _env("EXPORT_COMPARE", False, bool)  # standalone: also eval the other
+        # standalone benchmarks: "HP=V,HP=V;HP=V" extra GPTQ exports evaluated after the shipped one
+        self.EXPORT_SWEEP = _env("EXPORT_SWEEP", "")
         self.GPTQ_CALIB_TOKENS = _env("GPTQ_CALIB_TOKENS", 262_144)
         self.GPTQ_BLOCK = _env("GPTQ_BLOCK", 128)
         self.GPTQ_DAMP = _env("GPTQ_DAMP", 0.01)
         self.CLIP_K_ATTN = _env("CLIP_K_ATTN", 12.0)  # step = k * row std / qmax
         self.CLIP_K_MLP = _env("CLIP_K_MLP", 12.0)
-        self.CLIP_K_EMBED = _env("CLIP_K_EMBED", 15.0)
+        self.CLIP_K_EMBED = _env("CLIP_K_EMBED", 10.0)  # the tied embedding is the most sensitive
         self.MATRIX_BITS = _env("MATRIX_BITS", 6)
         self.EMBED_BITS = _env("EMBED_BITS", 7)
         self.ARTIFACT_TARGET_BYTES = _env("ARTIFACT_TARGET_BYTES", -1)  # scale clip k to fit; -1 auto, 0 off
@@ -181,7 +185,9 @@ class Runtime:
             torch.set_num_threads(threads)
         self.distributed = self.world > 1
         if self.distributed:
-            dist.init_process_group("nccl" if self.cuda else "gloo", device_id=self.device if self.cuda else None)
+            dist.init_process_group(
+                "nccl" if self.cuda else "gloo", device_id=self.device if self.cuda else None
+            )
         self.master = self.rank == 0
         self.amp_dtype = torch.bfloat16 if self.cuda else None
 
@@ -237,7 +243,9 @@ def read_shard(path: str) -> np.ndarray:
     n = int(header[2])
     expected = SHARD_HEADER_INTS * 4 + 2 * n
     if os.path.getsize(path) != expected:
-        raise TrainerError(f"{path}: header says {n} tokens ({expected} bytes), file has {os.path.getsize(path)}")
+        raise TrainerError(
+            f"{path}: header says {n} tokens ({expected} bytes), file has {os.path.getsize(path)}"
+        )
     return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_INTS * 4, shape=(n,))
 
 
@@ -341,7 +349,9 @@ def load_validation(hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray, str]:
     toks, nbytes, sources = [], [], set()
     for f in files:
         t = np.asarray(read_shard(f), dtype=np.int64)
-        side = os.path.join(os.path.dirname(f), os.path.basename(f).replace("fineweb_val_", "fineweb_val_bytes_"))
+        side = os.path.join(
+            os.path.dirname(f), os.path.basename(f).replace("fineweb_val_", "fineweb_val_bytes_")
+        )
         if os.path.exists(side):
             b = np.asarray(read_shard(side), dtype=np.int64)
             if len(b) != len(t):
@@ -396,7 +406,9 @@ class Attention(nn.Module):
         super().__init__()
         dim, self.h, self.kv = cfg["MODEL_DIM"], cfg["NUM_HEADS"], cfg["NUM_KV_HEADS"]
         if dim % self.h or self.h % self.kv:
-            raise TrainerError(f"MODEL_DIM={dim}, NUM_HEADS={self.h}, NUM_KV_HEADS={self.kv}: need divisibility")
+            raise TrainerError(
+                f"MODEL_DIM={dim}, NUM_HEADS={self.h}, NUM_KV_HEADS={self.kv}: need divisibility"
+            )
         self.hd = dim // self.h
         self.c_q = nn.Linear(dim, dim, bias=False)
         self.c_k = nn.Linear(dim, self.kv * self.hd, bias=False)
@@ -508,7 +520,9 @@ class GPT(nn.Module):
 
     def token_nll(self, idx: Tensor, targets: Tensor) -> Tensor:
         z = self.logits(self.hidden(idx))
-        return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1), reduction="none").view(targets.shape)
+        return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1), reduction="none").view(
+            targets.shape
+        )
 
 
 def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
@@ -724,7 +738,9 @@ def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparame
         e = {"name": t["name"], "shape": list(t["shape"]), "kind": t["kind"]}
         if t["kind"] == "q":
             grp = t["group"]
-            e.update(group=grp, bits=t["bits"], offset=streams[grp].tell(), scale_offset=streams["scales"].tell())
+            e.update(
+                group=grp, bits=t["bits"], offset=streams[grp].tell(), scale_offset=streams["scales"].tell()
+            )
             streams[grp].write(np.ascontiguousarray(t["q"], dtype=np.int8).tobytes())
             streams["scales"].write(np.ascontiguousarray(t["scale"], dtype=np.float16).tobytes())
         else:
@@ -746,12 +762,14 @@ def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparame
     comp_s = time.perf_counter() - t0
     chunks = [
         {"group": g, "codec": "brotli", "raw_bytes": len(d), "stored_bytes": len(b), "crc32": zlib.crc32(b)}
-        for (g, d), b in zip(jobs, blobs)
+        for (g, d), b in zip(jobs, blobs, strict=True)
     ]
     header = {"format": "pgolf-artifact", "version": ART_VERSION, "config": config, "chunks": chunks}
     header["tensors"] = entries
     hbytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    payload = ART_FIXED.pack(ART_MAGIC, ART_VERSION, len(hbytes), zlib.crc32(hbytes)) + hbytes + b"".join(blobs)
+    payload = (
+        ART_FIXED.pack(ART_MAGIC, ART_VERSION, len(hbytes), zlib.crc32(hbytes)) + hbytes + b"".join(blobs)
+    )
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -782,7 +800,9 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
     if magic != ART_MAGIC:
         raise TrainerError(f"{bad}: bad magic {magic!r}, expected {ART_MAGIC!r}")
     if version != ART_VERSION:
-        raise TrainerError(f"{path}: artifact format version {version}, this trainer reads version {ART_VERSION}")
+        raise TrainerError(
+            f"{path}: artifact format version {version}, this trainer reads version {ART_VERSION}"
+        )
     hbytes = data[ART_FIXED.size : ART_FIXED.size + hlen]
     if len(hbytes) != hlen or zlib.crc32(hbytes) != hcrc:
         raise TrainerError(f"{bad}: header checksum mismatch")
@@ -799,7 +819,9 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
         except brotli.error:
             raise TrainerError(f"{bad}: chunk {i} ({c['group']}) does not decompress") from None
         if len(out) != c["raw_bytes"]:
-            raise TrainerError(f"{bad}: chunk {i} ({c['group']}) has {len(out)} bytes, expected {c['raw_bytes']}")
+            raise TrainerError(
+                f"{bad}: chunk {i} ({c['group']}) has {len(out)} bytes, expected {c['raw_bytes']}"
+            )
         raw.setdefault(c["group"], []).append(out)
     if pos != len(data):
         raise TrainerError(f"{bad}: {len(data) - pos} unexpected trailing bytes")
@@ -815,7 +837,10 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
             rows = shape[0]
             q = np.frombuffer(groups[e["group"]], dtype=np.int8, count=numel, offset=e["offset"])
             s = scales[e["scale_offset"] // 2 : e["scale_offset"] // 2 + rows]
-            w = torch.from_numpy(q.astype(np.float32)).view(rows, -1) * torch.from_numpy(s.astype(np.float32))[:, None]
+            w = (
+                torch.from_numpy(q.astype(np.float32)).view(rows, -1)
+                * torch.from_numpy(s.astype(np.float32))[:, None]
+            )
             out_t[e["name"]] = w.view(shape)
         else:
             v = small[e["offset"] // 2 : e["offset"] // 2 + numel]
@@ -861,7 +886,9 @@ def collect_hessians(model: GPT, stream: TrainStream, hp: Hyperparameters, rt: R
     return hess
 
 
-def export_model(model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, path: str) -> dict:
+def export_model(
+    model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, path: str
+) -> dict:
     """Quantize every matrix (int MATRIX_BITS; embedding int EMBED_BITS, or int8 in simple mode),
     keep small tensors in fp16, write the artifact (rank 0). Returns sizes and timings."""
     t0 = time.perf_counter()
@@ -871,13 +898,15 @@ def export_model(model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: 
     target = hp.ARTIFACT_TARGET_BYTES
     if target < 0:  # auto: the cap's 15.9 MB goal less this file (the counted code) and jitter room
         target = 15_890_000 - os.path.getsize(os.path.abspath(__file__))
-    if mode == "gptq" and target > 0:
+    if mode in ("gptq", "rtn") and target > 0:
         k_of = fit_clip_to_budget(sd, k_of, mq, eq, target, rt)
     tensors, rows = [], []
     mats = [n for n in sorted(sd) if tensor_group(n) != "small" and sd[n].ndim == 2]
     for name in sorted(sd):
         if name not in mats:
-            tensors.append({"name": name, "shape": sd[name].shape, "kind": "fp16", "values": sd[name].cpu().numpy()})
+            tensors.append(
+                {"name": name, "shape": sd[name].shape, "kind": "fp16", "values": sd[name].cpu().numpy()}
+            )
     for i, name in enumerate(mats):
         w, grp = sd[name], tensor_group(name)
         if mode == "simple":
@@ -901,12 +930,18 @@ def export_model(model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: 
                         "scale": scale.half().cpu().numpy()})  # fmt: skip
         rel = float((deq - w).norm() / (w.norm() + 1e-12))
         rms = float(w.pow(2).mean().sqrt())
-        rows.append((name, bits, w.numel(), rms, 2 * w.numel(), qn.size + 2 * scale.numel(), entropy_bytes(qn), rel))
+        rows.append(
+            (name, bits, w.numel(), rms, 2 * w.numel(), qn.size + 2 * scale.numel(), entropy_bytes(qn), rel)
+        )
     tensors.sort(key=lambda t: t["name"])
     quant_s = time.perf_counter() - t0
-    rt.log(f"export[{mode}] per tensor: name bits params rms raw_bf16_B quant_B entropy_B(~compressed) rel_err")
+    rt.log(
+        f"export[{mode}] per tensor: name bits params rms raw_bf16_B quant_B entropy_B(~compressed) rel_err"
+    )
     for r in rows:
-        rt.log(f"  {r[0]:<34s} int{r[1]} {r[2]:>9,d} rms {r[3]:.4f} {r[4]:>10,d} {r[5]:>10,d} {r[6]:>12,.0f} {r[7]:.4f}")
+        rt.log(
+            f"  {r[0]:<34s} int{r[1]} {r[2]:>9,d} rms {r[3]:.4f} {r[4]:>10,d} {r[5]:>10,d} {r[6]:>12,.0f} {r[7]:.4f}"
+        )
     info = {"quant_s": quant_s, "clip_k": k_of}
     if rt.master:
         info.update(write_artifact(path, hp.model_config(), tensors, hp, rt.log))
@@ -961,7 +996,9 @@ def load_model_from_artifact(path: str, hp: Hyperparameters, rt: Runtime) -> GPT
 # world size, per-sequence sums in float64 summed in sequence order -> identical across ranks.
 
 
-def evaluate(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime, fwd=None):
+def evaluate(
+    model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime, fwd=None
+):
     seq = hp.TRAIN_SEQ_LEN
     n_pred = len(tokens) - 1
     starts = list(range(0, n_pred, seq))  # sequence s predicts tokens[s+1 : s+1+len]
@@ -993,7 +1030,12 @@ def evaluate(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperpar
     nll_sum = math.fsum(seq_nll.tolist())
     n_bytes = int(tok_bytes[1 : n_pred + 1].sum())
     val_loss = nll_sum / n_pred
-    return {"val_loss": val_loss, "val_bpb": nll_sum / math.log(2) / n_bytes, "val_tokens": n_pred, "val_bytes": n_bytes}
+    return {
+        "val_loss": val_loss,
+        "val_bpb": nll_sum / math.log(2) / n_bytes,
+        "val_tokens": n_pred,
+        "val_bytes": n_bytes,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1046,7 +1088,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
         t0 = time.perf_counter()
         win = TrainStream(hp.DATA_PATH, hp.VOCAB_SIZE).next_window(hp.TRAIN_BATCH_TOKENS)
         batches = local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)[:1]
-        for active in ([False, True] if model.recur_layers else [False]):
+        for active in [False, True] if model.recur_layers else [False]:
             model.recur_active = active
             fwd_bwd(batches)
         model.recur_active = False
@@ -1120,7 +1162,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
             break
     raw = [p.detach().clone() for p in model.parameters()] if hp.PGOLF_PHASE == "" else None
     with torch.no_grad():  # the EMA is what we ship
-        for p, e in zip(model.parameters(), ema):
+        for p, e in zip(model.parameters(), ema, strict=True):
             p.copy_(e.to(p.dtype))
     model.raw_weights = raw  # standalone only: to report what the EMA bought
     if rt.cuda:
@@ -1158,10 +1200,10 @@ def phase_train(hp: Hyperparameters, rt: Runtime, standalone: bool) -> None:
         if model.raw_weights is not None:
             ema_w = [p.detach().clone() for p in model.parameters()]
             with torch.no_grad():
-                for p, r in zip(model.parameters(), model.raw_weights):
+                for p, r in zip(model.parameters(), model.raw_weights, strict=True):
                     p.copy_(r)
                 r = evaluate(model, *val[:2], hp, rt)
-                for p, e in zip(model.parameters(), ema_w):
+                for p, e in zip(model.parameters(), ema_w, strict=True):
                     p.copy_(e)
             rt.log(f"float (last step, no EMA) val_loss {r['val_loss']:.5f} val_bpb {r['val_bpb']:.5f}")
             model.raw_weights = None
@@ -1178,6 +1220,21 @@ def phase_train(hp: Hyperparameters, rt: Runtime, standalone: bool) -> None:
             dist.barrier()
         res = evaluate(load_model_from_artifact(cmp_path, hp, rt), *val[:2], hp, rt)
         rt.log(f"compare export[{other}] val_loss {res['val_loss']:.5f} val_bpb {res['val_bpb']:.5f}")
+    for variant in [v for v in hp.EXPORT_SWEEP.split(";") if v.strip()] if standalone else []:
+        vhp = Hyperparameters()
+        for kv in variant.split(","):
+            k, _, v = kv.partition("=")
+            k = k.strip()
+            if not hasattr(vhp, k):
+                raise TrainerError(f"EXPORT_SWEEP: unknown hyperparameter {k!r}")
+            setattr(vhp, k, type(getattr(vhp, k))(v))
+        sweep_path = os.path.join(hp.ARTIFACT_DIR + "_sweep", ARTIFACT_NAME)
+        info = run_export(model, stream, vhp, rt, vhp.EXPORT_MODE, sweep_path)
+        res = evaluate(load_model_from_artifact(sweep_path, vhp, rt), *val[:2], hp, rt)
+        rt.log(
+            f"sweep [{variant}] bytes {info.get('bytes', 0):,d} val_bpb {res['val_bpb']:.5f} "
+            f"gptq {info['quant_s']:.1f}s compress {info.get('compress_s', 0):.1f}s"
+        )
     del model
 
 
@@ -1203,7 +1260,9 @@ def main() -> int:
     try:
         hp = Hyperparameters()
         if hp.PGOLF_PHASE not in ("", PHASE_TRAIN, PHASE_EVAL):
-            raise TrainerError(f"{ENV_PHASE}={hp.PGOLF_PHASE!r}: expected {PHASE_TRAIN!r}, {PHASE_EVAL!r} or unset")
+            raise TrainerError(
+                f"{ENV_PHASE}={hp.PGOLF_PHASE!r}: expected {PHASE_TRAIN!r}, {PHASE_EVAL!r} or unset"
+            )
         rt = Runtime(hp)
         if hp.PGOLF_PHASE in ("", PHASE_TRAIN):
             phase_train(hp, rt, standalone=hp.PGOLF_PHASE == "")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "submission_template"))
-import train_gpt as T  # noqa: E402
+import train_gpt as T
 
 
 def timed(fn, n=5):
@@ -57,7 +57,9 @@ def main() -> None:
     print(f"compile {time.perf_counter() - t0:.1f}s")
     ms_fb = timed(fb)
     ms_opt = timed(opt)
-    print(f"micro {micro} tokens: fwd+bwd {ms_fb:.1f} ms ({micro / ms_fb / 1e3:.3f} M tok/s), optimiser {ms_opt:.1f} ms")
+    print(
+        f"micro {micro} tokens: fwd+bwd {ms_fb:.1f} ms ({micro / ms_fb / 1e3:.3f} M tok/s), optimiser {ms_opt:.1f} ms"
+    )
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         fb()
         opt()

@@ -1,0 +1,374 @@
+"""The reference trainer (submission_template/train_gpt.py), run for real on CPU at a tiny size.
+
+It trains on the proxy CaseOps corpus through the native protocol (train phase, then eval
+phase from the artifact alone), beats the unigram baseline of that data, evaluates
+bit-identically on 1 and 2 gloo processes, agrees with harness/bpb.py on byte counts, and
+refuses a corrupt artifact with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import bpb as harness_bpb
+from harness.protocol import EV_ARTIFACT, EV_EVAL_END, EV_STEP, EV_TRAIN_END, EV_TRAIN_START, parse_event
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINER = REPO / "submission_template" / "train_gpt.py"
+CASEOPS_TOKENIZER = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+
+# The tiny preset documented at the top of train_gpt.py, capped by steps instead of time.
+TINY = {
+    "COMPILE": "0",
+    "NUM_LAYERS": "2",
+    "MODEL_DIM": "128",
+    "NUM_HEADS": "4",
+    "NUM_KV_HEADS": "2",
+    "MLP_MULT": "2",
+    "TRAIN_SEQ_LEN": "256",
+    "TRAIN_BATCH_TOKENS": "2048",
+    "MAX_MICRO_BATCH_TOKENS": "2048",
+    "LR_WARMUP_STEPS": "5",
+    "EMBED_LR": "0.05",
+    "MATRIX_LR": "0.04",
+    "SCALAR_LR": "0.04",
+    "EXPORT_RESERVE_SECONDS": "5",
+    "GPTQ_CALIB_TOKENS": "8192",
+    "VAL_BATCH_TOKENS": "16384",
+    "MAX_WALLCLOCK_SECONDS": "600",
+    "ITERATIONS": "100",
+    "STEP_LOG_EVERY": "10",
+}
+
+
+def _load_trainer():
+    spec = importlib.util.spec_from_file_location("train_gpt", TRAINER)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+T = _load_trainer()
+
+
+def _run(env: dict[str, str], nproc: int = 1, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The trainer as the harness runs it: plain python (1 process) or torch.distributed.run."""
+    full = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    full.update(env, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    if nproc == 1:
+        cmd = [sys.executable, str(TRAINER)]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(TRAINER),
+        ]
+    return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def _events(stdout: str) -> list[dict]:
+    return [e for e in (parse_event(line) for line in stdout.splitlines()) if e is not None]
+
+
+@pytest.fixture(scope="module")
+def caseops(proxy_dir: Path) -> Path:
+    d = proxy_dir / "sp8192_caseops"
+    if not (d / "manifest.json").is_file():
+        pytest.skip(f"proxy CaseOps data not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def staged(caseops: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What the harness stages: a train dir with only train shards, a val dir with only val."""
+    root = tmp_path_factory.mktemp("staged")
+    train, val = root / "train", root / "val"
+    train.mkdir()
+    val.mkdir()
+    for f in sorted(caseops.glob("fineweb_train_*.bin")):
+        (train / f.name).symlink_to(f)
+    for f in sorted(caseops.glob("fineweb_val_*.bin")):
+        (val / f.name).symlink_to(f)
+    return {"train": train, "val": val, "root": root}
+
+
+@pytest.fixture(scope="module")
+def trained(staged: dict[str, Path], tokenizers_dir: Path) -> dict:
+    """Train phase: ~100 tiny steps on the proxy train split; the artifact it leaves."""
+    art = staged["root"] / "artifact"
+    env = dict(TINY, PGOLF_PHASE="train", DATA_PATH=str(staged["train"]), ARTIFACT_DIR=str(art), SEED="42")
+    env["TOKENIZER_PATH"] = str(tokenizers_dir / CASEOPS_TOKENIZER)
+    p = _run(env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"artifact_dir": art, "events": _events(p.stdout), "stdout": p.stdout}
+
+
+def _eval(staged: dict[str, Path], art: Path, tokenizers_dir: Path, nproc: int, name: str, **extra: str):
+    result = staged["root"] / f"result_{name}.json"
+    env = dict(TINY, PGOLF_PHASE="eval", DATA_PATH=str(staged["val"]), ARTIFACT_DIR=str(art))
+    env.update(RESULT_PATH=str(result), TOKENIZER_PATH=str(tokenizers_dir / CASEOPS_TOKENIZER), **extra)
+    p = _run(env, nproc=nproc)
+    return p, result
+
+
+@pytest.fixture(scope="module")
+def evaluated_1proc(staged: dict[str, Path], trained: dict, tokenizers_dir: Path) -> dict:
+    p, result = _eval(staged, trained["artifact_dir"], tokenizers_dir, 1, "1proc")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"result": json.loads(result.read_text()), "events": _events(p.stdout)}
+
+
+# --- protocol and quality ---------------------------------------------------------------------
+
+
+def test_train_phase_speaks_the_protocol(trained: dict) -> None:
+    events = trained["events"]
+    names = [e["event"] for e in events]
+    assert names[0] == EV_TRAIN_START
+    assert names[-1] == EV_TRAIN_END
+    steps = [e for e in events if e["event"] == EV_STEP]
+    assert steps and all({"step", "train_loss", "lr_scale", "tokens", "step_ms"} <= e.keys() for e in steps)
+    assert steps[-1]["step"] == int(TINY["ITERATIONS"])
+    assert steps[-1]["train_loss"] < steps[0]["train_loss"]
+    (art_ev,) = [e for e in events if e["event"] == EV_ARTIFACT]
+    files = sorted(p.name for p in trained["artifact_dir"].iterdir())
+    assert files == [T.ARTIFACT_NAME]
+    assert art_ev["bytes"] == (trained["artifact_dir"] / T.ARTIFACT_NAME).stat().st_size
+    # no validation in the train phase: the staged dir has none, and no val event may appear
+    assert "val" not in names
+
+
+def test_exported_model_beats_unigram_baseline(evaluated_1proc: dict, caseops: Path) -> None:
+    manifest = json.loads((caseops / "manifest.json").read_text())
+    baseline = manifest["baseline_unigram_add1"]["bpb_all_tokens"]
+    res = evaluated_1proc["result"]
+    assert set(res) == {"val_loss", "val_bpb", "val_tokens", "val_bytes"}
+    # the full val split, counted from the sidecar
+    assert res["val_tokens"] == manifest["val"]["tokens"] - 1  # the first token (BOS) is never predicted
+    assert res["val_bytes"] == manifest["val"]["original_bytes"]
+    assert res["val_bpb"] < baseline - 0.3, f"val_bpb {res['val_bpb']:.4f} vs unigram {baseline:.4f}"
+    (end,) = [e for e in evaluated_1proc["events"] if e["event"] == EV_EVAL_END]
+    assert end["val_bpb"] == res["val_bpb"]
+
+
+def test_eval_is_bit_identical_on_two_processes(
+    staged: dict[str, Path], trained: dict, evaluated_1proc: dict, tokenizers_dir: Path
+) -> None:
+    p, result = _eval(staged, trained["artifact_dir"], tokenizers_dir, 2, "2proc")
+    assert p.returncode == 0, p.stderr[-3000:]
+    two = json.loads(result.read_text())
+    assert two == evaluated_1proc["result"]  # exact equality, float64 sums included
+    # rank 0 alone prints events
+    assert sum(1 for e in _events(p.stdout) if e["event"] == EV_EVAL_END) == 1
+
+
+def test_standalone_trains_then_evaluates(caseops: Path, tmp_path: Path, tokenizers_dir: Path) -> None:
+    env = dict(TINY, DATA_PATH=str(caseops), ARTIFACT_DIR=str(tmp_path / "art"), ITERATIONS="3")
+    env.update(VAL_TOKEN_LIMIT="4096", TOKENIZER_PATH=str(tokenizers_dir / CASEOPS_TOKENIZER))
+    env["RESULT_PATH"] = str(tmp_path / "result.json")
+    p = _run(env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    names = [e["event"] for e in _events(p.stdout)]
+    for ev in ("train_start", "val", "artifact", "train_end", "eval_start", "eval_end"):
+        assert ev in names
+    assert json.loads((tmp_path / "result.json").read_text())["val_tokens"] == 4096
+
+
+# --- artifact ---------------------------------------------------------------------------------
+
+
+def test_corrupt_artifact_fails_with_one_line_reason(
+    staged: dict[str, Path], trained: dict, tmp_path: Path, tokenizers_dir: Path
+) -> None:
+    src = trained["artifact_dir"] / T.ARTIFACT_NAME
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the compressed payload
+    (bad_dir / T.ARTIFACT_NAME).write_bytes(bytes(data))
+    p, result = _eval(staged, bad_dir, tokenizers_dir, 1, "bad")
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "corrupt artifact" in lines[0] and T.ARTIFACT_NAME in lines[0], p.stderr
+    assert not result.exists()
+
+
+def test_artifact_header_checks(trained: dict, tmp_path: Path) -> None:
+    good = (trained["artifact_dir"] / T.ARTIFACT_NAME).read_bytes()
+    cases = {
+        "truncated": good[:-10],
+        "magic": b"X" + good[1:],
+        "trailing": good + b"\0",
+        "version": good[:8] + (T.ART_VERSION + 1).to_bytes(2, "little") + good[10:],
+        "empty": b"",
+    }
+    for name, blob in cases.items():
+        path = tmp_path / f"{name}.pgq"
+        path.write_bytes(blob)
+        with pytest.raises(T.TrainerError) as err:
+            T.read_artifact(str(path))
+        msg = str(err.value)
+        assert str(path) in msg
+        assert ("version" in msg) if name == "version" else ("corrupt artifact" in msg)
+
+
+def _tiny_model(monkeypatch: pytest.MonkeyPatch, seed: int = 0):
+    torch.manual_seed(seed)
+    for k, v in TINY.items():
+        monkeypatch.setenv(k, v)
+    hp = T.Hyperparameters()
+    rt = T.Runtime(hp)
+    model = T.build_model(hp.model_config(), hp, rt)
+    with torch.no_grad():  # trained-looking weights: nothing zero, scalars off their init
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return hp, rt, model
+
+
+@pytest.mark.parametrize("mode", ["simple", "gptq"])
+def test_export_round_trip(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hp, rt, model = _tiny_model(monkeypatch)
+    hess = None
+    if mode == "gptq":
+        x = torch.randn(4096, hp.MODEL_DIM)
+        hess = {
+            n: (x.T @ x).double() for n, p in model.named_parameters() if p.ndim == 2 and "resid_mix" not in n
+        }
+        hess = {n: h for n, h in hess.items() if n != "skip_weights"}
+        mlp_in = torch.randn(4096, hp.MODEL_DIM * hp.MLP_MULT)
+        for n in hess:
+            if n.endswith("mlp.proj.weight"):
+                hess[n] = (mlp_in.T @ mlp_in).double()
+    path = str(tmp_path / T.ARTIFACT_NAME)
+    info = T.export_model(model, hp, rt, mode, hess, path)
+    assert info["bytes"] == os.path.getsize(path)
+    config, tensors = T.read_artifact(path)
+    assert config == hp.model_config()
+    sd = model.state_dict()
+    assert set(tensors) == set(sd)
+    for name, w in sd.items():
+        back = tensors[name]
+        assert back.shape == w.shape
+        if T.tensor_group(name) == "small":
+            assert torch.equal(back, w.half().float()), name  # fp16, exactly
+        else:
+            rel = float((back - w).norm() / w.norm())
+            assert 0 < rel < 0.2, f"{name}: relative error {rel}"
+    # deterministic: the same model exports to the same bytes
+    path2 = str(tmp_path / "again.pgq")
+    T.export_model(model, hp, rt, mode, hess, path2)
+    assert Path(path).read_bytes() == Path(path2).read_bytes()
+    # the loaded model computes what the dequantized weights compute
+    loaded = T.load_model_from_artifact(path, hp, rt)
+    idx = torch.randint(0, hp.VOCAB_SIZE, (2, 64))
+    model.load_state_dict({k: v for k, v in tensors.items()})
+    assert torch.equal(loaded.token_nll(idx[:, :-1], idx[:, 1:]), model.token_nll(idx[:, :-1], idx[:, 1:]))
+
+
+def test_gptq_beats_round_to_nearest_on_correlated_inputs() -> None:
+    g = torch.Generator().manual_seed(0)
+    cols, rows = 128, 64
+    mix = torch.randn(cols, cols, generator=g) / math.sqrt(cols) + torch.eye(cols)
+    x = torch.randn(8192, cols, generator=g) @ mix  # correlated features, as in a real layer
+    h = (x.T @ x).double()
+    w = torch.randn(rows, cols, generator=g) * 0.02
+    scale = T.std_scale(w, 8.0, 31)
+    q_gptq = T.gptq_quantize(w, h, scale, 31, block=32, damp=0.01)
+    q_rtn = T.quantize_rows(w, scale, 31)
+    assert q_gptq.abs().max() <= 31 and torch.equal(q_gptq, q_gptq.round())
+
+    def out_err(q):
+        e = (q * scale[:, None] - w).double()
+        return float(torch.trace(e @ h @ e.T))
+
+    assert out_err(q_gptq) < 0.75 * out_err(q_rtn)
+
+
+# --- data, bpb, optimizer ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variant", "tokenizer"), [("sp8192", "fineweb_8192_bpe.model"), ("sp8192_caseops", CASEOPS_TOKENIZER)]
+)
+def test_bpb_rule_agrees_with_harness(
+    proxy_dir: Path, tokenizers_dir: Path, variant: str, tokenizer: str
+) -> None:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizers_dir / tokenizer))
+    tokens = np.asarray(T.read_shard(str(proxy_dir / variant / "fineweb_val_000000.bin")), dtype=np.int64)
+    ours = T.token_bytes_by_rule(sp, tokens)
+    theirs = harness_bpb.token_bytes_from_pieces(sp, tokens)
+    assert np.array_equal(ours, theirs)
+    nll = 1234.5
+    assert math.isclose(
+        nll / math.log(2) / int(ours.sum()), harness_bpb.bits_per_byte(nll, int(theirs.sum())), rel_tol=1e-15
+    )
+
+
+def test_sidecar_bytes_match_manifest(caseops: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = json.loads((caseops / "manifest.json").read_text())
+    monkeypatch.setenv("DATA_PATH", str(caseops))
+    monkeypatch.setenv("VAL_TOKEN_LIMIT", "0")
+    tokens, tok_bytes, source = T.load_validation(T.Hyperparameters())
+    assert source == "sidecar"
+    assert len(tokens) == manifest["val"]["tokens"]
+    assert int(tok_bytes.sum()) == manifest["val"]["original_bytes"]
+
+
+def test_train_batches_do_not_depend_on_world_size(caseops: Path) -> None:
+    seq, total = 64, 64 * 8
+    seen = {}
+    for world, accum in ((1, 1), (1, 4), (2, 2), (4, 1), (8, 1)):
+        stream = T.TrainStream(str(caseops), 8192)
+        rows = []
+        for _step in range(3):
+            win = stream.next_window(total)
+            for rank in range(world):
+                rows += [x for x, _ in T.local_batches(win, seq, rank, world, accum, "cpu")]
+        seen[(world, accum)] = torch.cat(rows)
+    ref = seen[(1, 1)]
+    assert all(torch.equal(v, ref) for v in seen.values())
+    # consecutive steps continue the stream: the next window starts at the last target
+    stream = T.TrainStream(str(caseops), 8192)
+    a, b = stream.next_window(total), stream.next_window(total)
+    assert a[-1] == b[0]
+
+
+def test_orthogonalize_pushes_singular_values_to_one() -> None:
+    g = torch.randn(96, 256, generator=torch.Generator().manual_seed(1)) * torch.logspace(-2, 0, 256)
+    s = torch.linalg.svdvals(T.orthogonalize(g, 5))
+    assert float(s.min()) > 0.5 and float(s.max()) < 1.25
+    stack = torch.stack([g, g.flip(0)])
+    assert torch.equal(T.orthogonalize(stack, 5)[0], T.orthogonalize(g, 5))
+
+
+def test_lr_schedule_warms_up_holds_and_decays_to_floor() -> None:
+    hp = T.Hyperparameters()
+    hp.LR_WARMUP_STEPS, hp.WARMDOWN_FRAC, hp.LR_FLOOR = 10, 0.5, 0.1
+    assert T.lr_scale(hp, 0, 0.0) == pytest.approx(0.1)
+    assert T.lr_scale(hp, 50, 0.3) == 1.0
+    assert T.lr_scale(hp, 50, 0.75) == pytest.approx(0.55)
+    assert T.lr_scale(hp, 50, 1.0) == pytest.approx(0.1)
+
+
+def test_missing_train_shards_is_a_one_line_error(tmp_path: Path) -> None:
+    p = _run(dict(TINY, PGOLF_PHASE="train", DATA_PATH=str(tmp_path), ARTIFACT_DIR=str(tmp_path / "a")))
+    assert p.returncode == 2
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(tmp_path) in lines[0] and "fineweb_train_" in lines[0]
+    assert not (tmp_path / "a").exists()
