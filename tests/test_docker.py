@@ -431,6 +431,22 @@ def test_doctor_json_in_container(image: str, wheelhouse: tuple[Path, str]) -> N
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 900)
+def test_the_readme_run_flags_fix_what_doctor_flags(image: str) -> None:
+    """README's `--ipc=host --security-opt seccomp=unconfined`: shm and eval isolation pass."""
+
+    def checks(*flags: str) -> dict[str, str]:
+        proc = _docker("run", "--rm", "--network", "none", *flags, image, "doctor", "--json")
+        return {c["name"]: c["status"] for c in json.loads(proc.stdout)["checks"]}
+
+    plain = checks()
+    assert (plain["shm"], plain["isolation"]) == ("warn", "warn")  # Docker's 64 MB shm, seccomp
+    flagged = checks("--ipc=host", "--security-opt", "seccomp=unconfined")
+    assert (flagged["shm"], flagged["isolation"]) == ("pass", "pass")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 900)
 def test_image_metadata(image: str, base_image: str) -> None:
     info = json.loads(_docker("image", "inspect", image).stdout)[0]["Config"]
     labels = info["Labels"]
