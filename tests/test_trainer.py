@@ -42,7 +42,7 @@ TINY = {
     "EMBED_LR": "0.05",
     "MATRIX_LR": "0.04",
     "SCALAR_LR": "0.04",
-    "EXPORT_RESERVE_SECONDS": "5",
+    "EXPORT_RESERVE_SECONDS": "10",
     "GPTQ_CALIB_TOKENS": "8192",
     "VAL_BATCH_TOKENS": "16384",
     "MAX_WALLCLOCK_SECONDS": "600",
@@ -372,3 +372,36 @@ def test_missing_train_shards_is_a_one_line_error(tmp_path: Path) -> None:
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(tmp_path) in lines[0] and "fineweb_train_" in lines[0]
     assert not (tmp_path / "a").exists()
+
+
+def test_train_phase_on_two_processes_sees_the_same_batch(
+    staged: dict[str, Path], trained: dict, tmp_path: Path
+) -> None:
+    """2 gloo processes split each step's global batch: the logged (globally averaged) first-step
+    loss matches the single-process run, and the sharded GPTQ export loads."""
+    env = dict(TINY, PGOLF_PHASE="train", DATA_PATH=str(staged["train"]), ARTIFACT_DIR=str(tmp_path / "art"))
+    env.update(SEED="42", ITERATIONS="2", STEP_LOG_EVERY="1")
+    p = _run(env, nproc=2)
+    assert p.returncode == 0, p.stderr[-3000:]
+    first_two = next(e for e in _events(p.stdout) if e["event"] == EV_STEP)
+    first_one = next(e for e in trained["events"] if e["event"] == EV_STEP)
+    assert first_two["step"] == first_one["step"] == 1
+    assert first_two["train_loss"] == pytest.approx(first_one["train_loss"], abs=2e-5)
+    config, tensors = T.read_artifact(str(tmp_path / "art" / T.ARTIFACT_NAME))
+    assert config["NUM_LAYERS"] == int(TINY["NUM_LAYERS"]) and tensors
+
+
+def test_depth_recurrence_and_parallel_lanes_change_the_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    hp, rt, model = _tiny_model(monkeypatch)
+    idx = torch.randint(0, hp.VOCAB_SIZE, (2, 33))
+    base = model.token_nll(idx[:, :-1], idx[:, 1:])
+    monkeypatch.setenv("RECUR_LAYERS", "1")
+    monkeypatch.setenv("PARALLEL_FROM_LAYER", "1")
+    hp2 = T.Hyperparameters()
+    other = T.build_model(hp2.model_config(), hp2, rt)
+    other.load_state_dict(model.state_dict())  # same weights, different wiring
+    assert other.blocks[1].parallel and not other.blocks[0].parallel
+    par = other.token_nll(idx[:, :-1], idx[:, 1:])
+    assert not torch.equal(par, base)
+    other.recur_active = True
+    assert not torch.equal(other.token_nll(idx[:, :-1], idx[:, 1:]), par)
