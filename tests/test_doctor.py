@@ -23,7 +23,7 @@ from harness import doctor
 from harness.doctor import Facts, evaluate, form_factor, parse_gpu_query, parse_smi_versions, parse_topology
 from harness.rules import RULES
 from harness.shards import write_shard
-from harness.variants import get_variant
+from harness.variants import VARIANTS, get_variant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -446,5 +446,5 @@ def test_unknown_variant_is_a_one_line_error(tmp_path: Path) -> None:
     proc = run_doctor("--variant", "sp9999", "--data-dir", str(tmp_path))
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "pgolf doctor: error: unknown variant 'sp9999': expected one of caseops, sp1024, sp4096, sp8192, byte260"
+        f"pgolf doctor: error: unknown variant 'sp9999': expected one of {', '.join(VARIANTS)}"
     ]
