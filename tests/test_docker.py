@@ -273,6 +273,9 @@ def wheelhouse() -> tuple[Path, str]:
             errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("WARNING: Location")]
             assert proc.returncode == 0, "pip download for the wheelhouse failed:\n" + "\n".join(errors[-10:])
         (house / ".complete").write_text("ok\n")
+        for old in CACHE_DIR.glob("wheelhouse-*"):  # wheelhouses of earlier locks: dead weight
+            if old != house:
+                shutil.rmtree(old, ignore_errors=True)
     return house, f"torch=={torch_version}"
 
 
