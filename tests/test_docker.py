@@ -42,6 +42,7 @@ TORCH_WHEEL_GLOB = "torch-*+cpu-cp311-cp311-*x86_64.whl"
 REQUIRE_DOCKER = os.environ.get("PGOLF_REQUIRE_DOCKER") == "1"
 IMAGE = "pgolf:citest"
 BUILD_TIMEOUT_S = 3000
+WHEEL_PORT = 38651
 
 
 def _norm(name: str) -> str:
@@ -287,7 +288,12 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def wheel_url(wheelhouse: tuple[Path, str]) -> Iterator[str]:
     handler = functools.partial(_QuietHandler, directory=str(wheelhouse[0]))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A fixed port: PIP_FIND_LINKS is a build-arg, and a new value would invalidate every
+    # layer from the torch install on. A random one only when that port is taken.
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", WHEEL_PORT), handler)
+    except OSError:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -333,6 +339,7 @@ def _build(context: Path, tag: str, base: str, wheel_url: str, torch_spec: str) 
         timeout=BUILD_TIMEOUT_S,
     )
     elapsed = time.monotonic() - start
+    (CACHE_DIR / f"build-{tag.replace(':', '_')}.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, f"docker build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
     return elapsed, proc.stdout
 
