@@ -31,9 +31,9 @@ CASEOPS_TOKENIZER = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
 TINY = {
     "COMPILE": "0",
     "NUM_LAYERS": "2",
-    "MODEL_DIM": "128",
-    "NUM_HEADS": "4",
-    "NUM_KV_HEADS": "2",
+    "MODEL_DIM": "64",
+    "NUM_HEADS": "2",
+    "NUM_KV_HEADS": "1",
     "MLP_MULT": "2",
     "TRAIN_SEQ_LEN": "256",
     "TRAIN_BATCH_TOKENS": "2048",
