@@ -339,6 +339,9 @@ class SeedRunner:
             "-m",
             "torch.distributed.run",
             "--standalone",
+            # Single node: never resolve the hostname (it does not resolve in a
+            # `docker run --network none` container, and the rendezvous hangs).
+            "--local-addr=127.0.0.1",
             f"--nproc_per_node={self.cfg.nproc}",
             RULES.code_filename,
         ]

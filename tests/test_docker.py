@@ -505,19 +505,6 @@ def test_rehearse_without_network_leaves_the_record_on_the_host(image: str, tmp_
     runs = tmp_path / "runs"
     runs.mkdir()
     proc = _run(image, "rehearse", "--out", "/runs/rehearsal", volumes=(f"{runs}:/runs",), timeout=1800)
-    if proc.returncode == 2 and "not built yet" in proc.stderr:
-        pytest.skip(f"`pgolf rehearse` is not built yet in this checkout: {proc.stderr.strip()}")
-    known_hang = proc.returncode != 0 and "cannot be retrieved (gai error" in proc.stderr
-    if known_hang:
-        # Known: with --network none the container's hostname does not resolve and
-        # `torchrun --standalone` waits for a rendezvous at that name until the harness kills
-        # the phase; the launcher needs `--local-addr 127.0.0.1`. Still without any network,
-        # a resolvable hostname shows whether the rest of the pipeline holds.
-        shutil.rmtree(runs)
-        runs.mkdir()
-        vol = ("-v", f"{runs}:/runs")
-        proc = _docker("run", "--rm", "--network", "none", "--hostname", "localhost", *vol, image,
-                       "rehearse", "--out", "/runs/rehearsal", timeout=1800)  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     submissions = sorted(runs.rglob("submission.json"))
     assert submissions, f"no packaged record folder under the host volume {runs}"
@@ -526,8 +513,3 @@ def test_rehearse_without_network_leaves_the_record_on_the_host(image: str, tmp_
         assert (record / name).is_file(), name
     text = (record / "submission.json").read_text() + (record / "README.md").read_text()
     assert "rehearsal" in text.lower(), "the packaged folder is not marked as a rehearsal"
-    if known_hang:
-        pytest.xfail(
-            "rehearse under plain --network none: torchrun's rendezvous hangs on the unresolvable "
-            "container hostname (passes with --hostname localhost)"
-        )
