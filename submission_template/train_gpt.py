@@ -15,7 +15,7 @@ Every hyperparameter below is overridable by an environment variable of the same
 Tiny preset (CPU, tests and `pgolf rehearse`; ~60 s of training on 2 cores):
   COMPILE=0 NUM_LAYERS=2 MODEL_DIM=64 NUM_HEADS=2 NUM_KV_HEADS=1 MLP_MULT=2
   TRAIN_SEQ_LEN=256 TRAIN_BATCH_TOKENS=2048 MAX_MICRO_BATCH_TOKENS=2048
-  LR_WARMUP_STEPS=5 EMBED_LR=0.05 MATRIX_LR=0.04 SCALAR_LR=0.04 EXPORT_RESERVE_SECONDS=10
+  LR_WARMUP_STEPS=5 EMBED_LR=0.02 MATRIX_LR=0.08 SCALAR_LR=0.04 EXPORT_RESERVE_SECONDS=10
   GPTQ_CALIB_TOKENS=8192 VAL_BATCH_TOKENS=16384 MAX_WALLCLOCK_SECONDS=60
 On the proxy CaseOps data this reached val_bpb 2.21-2.40 on a shared 2-core machine (unigram:
 3.03); MODEL_DIM=128 did as well when the machine was quiet but fell to 2.78 under load, and
