@@ -405,3 +405,24 @@ def test_depth_recurrence_and_parallel_lanes_change_the_computation(monkeypatch:
     assert not torch.equal(par, base)
     other.recur_active = True
     assert not torch.equal(other.token_nll(idx[:, :-1], idx[:, 1:]), par)
+
+
+def test_train_loop_ends_on_the_wall_clock(staged: dict[str, Path], tmp_path: Path) -> None:
+    """MAX_WALLCLOCK_SECONDS less EXPORT_RESERVE_SECONDS bounds the loop; the LR reaches its floor."""
+    env = dict(TINY, PGOLF_PHASE="train", DATA_PATH=str(staged["train"]), ARTIFACT_DIR=str(tmp_path / "a"))
+    env.update(MAX_WALLCLOCK_SECONDS="9", EXPORT_RESERVE_SECONDS="4", ITERATIONS="100000", STEP_LOG_EVERY="1")
+    p = _run(env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = [e for e in _events(p.stdout) if e["event"] == EV_STEP]
+    last = steps[-1]
+    assert 1 <= last["step"] < 100000
+    assert last["step_ms"] * last["step"] / 1000 <= 5.0 + 0.5  # the loop's budget: 9 - 4 s
+    assert last["lr_scale"] < 0.5  # warmdown is driven by elapsed time
+
+
+def test_unknown_budget_origin_is_a_one_line_error(staged: dict[str, Path], tmp_path: Path) -> None:
+    env = dict(TINY, PGOLF_PHASE="train", DATA_PATH=str(staged["train"]), ARTIFACT_DIR=str(tmp_path / "a"))
+    p = _run(dict(env, BUDGET_FROM="tomorrow"))
+    assert p.returncode == 2
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "BUDGET_FROM" in lines[0]
