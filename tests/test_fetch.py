@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from foreground import as_foreground  # tests/ is on sys.path (rootdir conftest)
 from hubserver import FakeRepo, HubServer  # tests/ is on sys.path (rootdir conftest)
 
 from harness.cli import main as cli_main
@@ -319,7 +320,10 @@ def test_ctrl_c_stops_promptly_and_keeps_the_partial_file(big_repo, tmp_path):
     with HubServer([big_repo]) as server:
         env["HF_ENDPOINT"] = server.endpoint
         server.stall(big, 12 * MiB)  # the transfer hangs: Ctrl-C must not wait for it
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # As from a terminal: SIGINT not ignored, even when these tests run in a background job.
+        proc = subprocess.Popen(
+            as_foreground(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         part = data / ".pgolf-fetch" / "partial" / partial_name(big, big_repo)
         deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size >= 10 * MiB):

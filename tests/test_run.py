@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
+from foreground import as_foreground  # tests/ is on sys.path (rootdir conftest)
 
 from harness.isolation import netns_available
 from harness.results import load_schema, read_events, read_result
@@ -421,7 +422,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path, data_dir: 
         "--env",
         f"FAKE_MARK={mark}",
     ]
-    harness = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: SIGINT not ignored, even when these tests run in a background job.
+    harness = subprocess.Popen(
+        as_foreground(args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: (run_dir / "seed2" / "events.jsonl").exists(), 90, "seed 2 to start training")
         harness.send_signal(signal.SIGINT)
