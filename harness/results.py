@@ -7,6 +7,7 @@ Layout written by ``pgolf run`` and read by ``pgolf package`` / ``pgolf stats``:
       train_seed<SEED>.log        all ranks' stdout+stderr, both phases
       seed<SEED>/result.json      schema: harness/schemas/result.schema.json
       seed<SEED>/events.jsonl     one line per trainer event: {"t": harness seconds, "phase", "event", ...}
+      seed<SEED>/eval_result.json what the eval phase wrote to RESULT_PATH (the trainer's claim, kept as is)
       seed<SEED>/artifact/        what the train phase left in ARTIFACT_DIR
       code/                       the exact submission files that ran (train_gpt.py, ...)
 """
