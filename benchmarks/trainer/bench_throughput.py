@@ -7,6 +7,9 @@ memory and model FLOPs utilisation. FLOPs per token are counted from the model s
 attention (QK^T and AV, forward + backward).
 
 usage: python benchmarks/trainer/bench_throughput.py DATA_PATH OUT_JSON [config ...]
+BENCH_STEPS sets the compiled runs' step count (default 30); `old_compile` runs the carried
+pre-change copy .carry/old/train_gpt.py, so before/after come from one device call. Each result
+also lists the per-step train losses: same data and seed, so the curves should agree to rounding.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER = REPO / "submission_template" / "train_gpt.py"
+OLD_TRAINER = REPO / ".carry" / "old" / "train_gpt.py"  # the pre-change copy, carried (git-excluded)
 PEAK_BF16_FLOPS = 989e12  # H100 SXM dense bf16 (datasheet)
 
 CONFIGS = {
@@ -27,8 +31,14 @@ CONFIGS = {
     "compile_sdpa_repeat": {"COMPILE": "1", "SDPA_GQA": "repeat"},
     "eager_sdpa_native": {"COMPILE": "0", "SDPA_GQA": "native"},
     "compile_fa3": {"COMPILE": "1", "USE_FA3": "1"},
+    # issue 6 tuning: the same script before the change (old copy) and the new code's variants
+    "old_compile": {"COMPILE": "1", "SDPA_GQA": "native", "TRAINER": str(OLD_TRAINER)},
+    "new_compile": {"COMPILE": "1", "SDPA_GQA": "native"},
+    "new_mixgrad_auto": {"COMPILE": "1", "MIX_GRAD": "auto"},
+    "new_resid_bf16": {"COMPILE": "1", "RESID_BF16": "1"},
+    "new_micro196k": {"COMPILE": "1", "MAX_MICRO_BATCH_TOKENS": "196608"},
 }
-STEPS = {"1": 30, "0": 12}  # compiled / eager steps
+STEPS = {"1": int(os.environ.get("BENCH_STEPS", "30")), "0": 12}  # compiled / eager steps
 WARM = {"1": 8, "0": 4}
 
 
@@ -44,7 +54,8 @@ def run(name: str, env_extra: dict, data: str) -> dict:
     env.update(ITERATIONS=str(STEPS[compiled]), MAX_WALLCLOCK_SECONDS="100000", EXPORT_RESERVE_SECONDS="0")
     env.update(ARTIFACT_DIR="/tmp/pg/bench_art", PYTHONUNBUFFERED="1", **env_extra)
     t0 = time.time()
-    p = subprocess.run([sys.executable, str(TRAINER)], env=env, capture_output=True, text=True)
+    trainer = env.pop("TRAINER", str(TRAINER))
+    p = subprocess.run([sys.executable, trainer], env=env, capture_output=True, text=True)
     steps, peak, head = [], None, ""
     for line in p.stdout.splitlines():
         if line.startswith(":::PGOLF "):
@@ -74,6 +85,7 @@ def run(name: str, env_extra: dict, data: str) -> dict:
         "mfu_vs_989T": tok_s * fpt / PEAK_BF16_FLOPS,
         "wall_s": time.time() - t0,
         "log": head,
+        "losses": [s["train_loss"] for s in steps],  # per step (STEP_LOG_EVERY=1): the curve to compare
     }
 
 
@@ -91,6 +103,14 @@ def main() -> int:
             print(
                 f"{r['name']:<22s} {r['tokens_per_s'] / 1e6:6.3f} M tok/s  {r['step_ms_steady']:7.1f} ms/step  "
                 f"peak {r['peak_mem_gib']} GiB  MFU {100 * r['mfu_vs_989T']:.1f}%"
+            )
+    for r in results:  # loss curves side by side (same data and seed: should agree to rounding)
+        if "losses" in r:
+            ls = r["losses"]
+            print(
+                f"{r['name']:<22s} loss "
+                + " ".join(f"{ls[i]:.3f}" for i in range(0, len(ls), 5))
+                + f" last {ls[-1]:.4f}"
             )
     return 0
 

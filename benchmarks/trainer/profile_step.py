@@ -64,7 +64,19 @@ def main() -> None:
         fb()
         opt()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=110))
+    dump = os.environ.get("PROFILE_DUMP")  # file: the Inductor sources of the slowest Triton kernels
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if dump and cache:
+        avgs = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+        names = [e.key for e in avgs if e.key.startswith("triton_")][:8]
+        srcs = {}
+        for f in Path(cache).rglob("*.py"):
+            text = f.read_text(errors="replace")
+            for n in names:
+                if n not in srcs and f"def {n}(" in text:
+                    srcs[n] = f"# ==== {n} ({f.name})\n" + text
+        Path(dump).write_text("\n\n".join(srcs.get(n, f"# ==== {n}: source not found") for n in names))
 
 
 if __name__ == "__main__":
