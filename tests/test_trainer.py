@@ -22,29 +22,17 @@ import torch
 
 from harness import bpb as harness_bpb
 from harness.protocol import EV_ARTIFACT, EV_EVAL_END, EV_STEP, EV_TRAIN_END, EV_TRAIN_START, parse_event
+from harness.rehearse import TINY_PRESET
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINER = REPO / "submission_template" / "train_gpt.py"
 CASEOPS_TOKENIZER = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
 
-# The tiny preset documented at the top of train_gpt.py, capped by steps instead of time.
+# The tiny preset `pgolf rehearse` runs (documented at the top of train_gpt.py), capped by
+# steps instead of time so the result does not depend on how busy the machine is.
 TINY = {
-    "COMPILE": "0",
-    "NUM_LAYERS": "2",
-    "MODEL_DIM": "64",
-    "NUM_HEADS": "2",
-    "NUM_KV_HEADS": "1",
-    "MLP_MULT": "2",
-    "TRAIN_SEQ_LEN": "256",
-    "TRAIN_BATCH_TOKENS": "2048",
-    "MAX_MICRO_BATCH_TOKENS": "2048",
-    "LR_WARMUP_STEPS": "5",
-    "EMBED_LR": "0.02",
-    "MATRIX_LR": "0.08",
-    "SCALAR_LR": "0.04",
+    **TINY_PRESET,
     "EXPORT_RESERVE_SECONDS": "10",
-    "GPTQ_CALIB_TOKENS": "8192",
-    "VAL_BATCH_TOKENS": "16384",
     "MAX_WALLCLOCK_SECONDS": "600",
     "ITERATIONS": "100",
     "STEP_LOG_EVERY": "10",
