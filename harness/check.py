@@ -14,7 +14,6 @@ huge lines, FIFOs, wrong JSON types) make a rule fail or not-verifiable, never c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import jsonschema
 
 from harness import stats
 from harness.errors import PgolfError
+from harness.fingerprint import file_sha256
 from harness.logparse import Fact, LogFacts, decimals_of, read_log, read_text_tolerant
 from harness.results import ResultError, load_schema, validate_result
 from harness.rules import RULES
@@ -705,14 +705,10 @@ def _sha256(path: Path | None) -> str | None:
         return None
     if not _is_regular(path):
         return None
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def check_file_integrity(rec: Record) -> list[Finding]:

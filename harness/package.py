@@ -24,7 +24,6 @@ refusal happens before the first byte is written, and the folder appears whole
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,7 @@ import jsonschema
 
 from harness import __version__, stats
 from harness.errors import PgolfError
-from harness.fingerprint import hardware_line
+from harness.fingerprint import hardware_line, sha256_bytes
 from harness.logparse import read_log
 from harness.packcode import minify_source, pack_source, unpack_source
 from harness.plots import load_curves, render_curves_png
@@ -105,10 +104,6 @@ def is_generated(rel: str) -> bool:
     if rel.endswith((".pyc", ".tmpl")):  # bytecode; pgolf's own templates (submission_template/)
         return True
     return any(part == "__pycache__" or part.startswith(".") for part in parts)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _utc_now() -> datetime:
