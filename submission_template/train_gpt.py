@@ -149,6 +149,9 @@ class Hyperparameters:
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
         self.USE_FA3 = _env("USE_FA3", True, bool)
+        self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
+        self.COMPILE_TUNING = _env("COMPILE_TUNING", False, bool)  # Inductor coordinate descent
+        self.MUON_COMPILE = _env("MUON_COMPILE", False, bool)  # compile the stacked Muon update
         self.NUM_THREADS = _env("NUM_THREADS", 0)  # CPU threads per process; 0 = cores / local procs
         # export (GPTQ issue)
         self.EXPORT_MODE = _env("EXPORT_MODE", "gptq")  # gptq | rtn (std clip, no GPTQ) | simple | none
@@ -164,6 +167,8 @@ class Hyperparameters:
         self.MATRIX_BITS = _env("MATRIX_BITS", 6)
         self.EMBED_BITS = _env("EMBED_BITS", 7)
         self.ARTIFACT_TARGET_BYTES = _env("ARTIFACT_TARGET_BYTES", -1)  # scale clip k to fit; -1 auto, 0 off
+        # brotli bytes / order-0 entropy of round-to-nearest levels, measured on GPTQ exports
+        self.CLIP_FIT_CODER = _env("CLIP_FIT_CODER", 1.01)
         self.BROTLI_QUALITY = _env("BROTLI_QUALITY", 11)
         self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
 
@@ -313,9 +318,12 @@ def local_batches(win: np.ndarray, seq_len: int, rank: int, world: int, accum: i
     per_rank = n_seq // world
     per_micro = per_rank // accum
     out = []
+    host = torch.from_numpy(win)
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()  # so the copies below really are asynchronous
     for m in range(accum):
         s0 = rank * per_rank + m * per_micro
-        chunk = torch.from_numpy(win[s0 * seq_len : (s0 + per_micro) * seq_len + 1])
+        chunk = host[s0 * seq_len : (s0 + per_micro) * seq_len + 1]
         x = chunk[:-1].view(per_micro, seq_len)
         y = chunk[1:].view(per_micro, seq_len)
         out.append((x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
@@ -617,6 +625,13 @@ def orthogonalize(g: Tensor, steps: int) -> Tensor:
     return x.mT if tall else x
 
 
+def muon_direction(g: Tensor, steps: int) -> Tensor:
+    """The update direction of a stack of same-shaped momentum matrices: rows normalised, then
+    orthogonalised, scaled by sqrt(max(1, rows / cols))."""
+    g = g / (g.norm(dim=-1, keepdim=True) + 1e-7)
+    return orthogonalize(g, steps).float() * max(1.0, g.size(-2) / g.size(-1)) ** 0.5
+
+
 class Muon(torch.optim.Optimizer):
     """Nesterov momentum, row normalisation, orthogonalisation, decoupled weight decay. Matrices of
     one shape are orthogonalised as one stack; with several processes each one takes every
@@ -625,6 +640,21 @@ class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float, wd: float, ns_steps: int, rt: Runtime) -> None:
         super().__init__(list(params), dict(lr=lr, momentum=momentum, wd=wd))
         self.ns_steps, self.rt = ns_steps, rt
+        self.direction = muon_direction
+
+    @torch.no_grad()
+    def warmup(self) -> None:
+        """Run the direction once per stack shape (compiles it, when compiled, outside the budget)."""
+        for group in self.param_groups:
+            by_shape: dict[tuple, int] = {}
+            for p in group["params"]:
+                by_shape[tuple(p.shape)] = by_shape.get(tuple(p.shape), 0) + 1
+            for shape, n in by_shape.items():
+                mine = len(range(self.rt.rank, n, self.rt.world))
+                if mine:
+                    self.direction(
+                        torch.zeros((mine, *shape), device=group["params"][0].device), self.ns_steps
+                    )
 
     @torch.no_grad()
     def step(self) -> None:
@@ -647,10 +677,9 @@ class Muon(torch.optim.Optimizer):
                 out = torch.zeros((len(idx), *shape), device=params[0].device, dtype=torch.float32)
                 mine = idx[rt.rank :: rt.world]
                 if mine:
-                    g = torch.stack([nesterov[i] for i in mine])
-                    g = g / (g.norm(dim=-1, keepdim=True) + 1e-7)  # row normalisation
-                    u = orthogonalize(g, self.ns_steps).float()
-                    out[rt.rank :: rt.world] = u * max(1.0, shape[0] / shape[1]) ** 0.5
+                    out[rt.rank :: rt.world] = self.direction(
+                        torch.stack([nesterov[i] for i in mine]), self.ns_steps
+                    )
                 rt.all_reduce_(out)
                 for j, i in enumerate(idx):
                     updates[i] = out[j]
@@ -669,6 +698,8 @@ def make_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list:
         betas=betas, eps=1e-8, weight_decay=hp.ADAM_WD, **fused,
     )  # fmt: skip
     muon = Muon(matrices, hp.MATRIX_LR, hp.MUON_MOMENTUM, hp.MUON_WD, hp.MUON_NS_STEPS, rt)
+    if hp.MUON_COMPILE and rt.cuda:
+        muon.direction = torch.compile(muon_direction, dynamic=False)
     for opt in (adam, muon):
         for g in opt.param_groups:
             g["base_lr"] = g["lr"]
@@ -942,20 +973,10 @@ def collect_hessians(model: GPT, stream: TrainStream, hp: Hyperparameters, rt: R
     return hess
 
 
-def export_model(
-    model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, path: str
-) -> dict:
-    """Quantize every matrix (int MATRIX_BITS; embedding int EMBED_BITS, or int8 in simple mode),
-    keep small tensors in fp16, write the artifact (rank 0). Returns sizes and timings."""
-    t0 = time.perf_counter()
-    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+def quantize_model(sd: dict, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, k_of: dict):
+    """Every matrix quantized (int MATRIX_BITS; embedding int EMBED_BITS, or int8 in simple mode),
+    small tensors kept for fp16. Returns the artifact's tensor list and per-tensor log rows."""
     mq, eq = 2 ** (hp.MATRIX_BITS - 1) - 1, 2 ** (hp.EMBED_BITS - 1) - 1
-    k_of = {"attn": hp.CLIP_K_ATTN, "mlp": hp.CLIP_K_MLP, "embed": hp.CLIP_K_EMBED}
-    target = hp.ARTIFACT_TARGET_BYTES
-    if target < 0:  # auto: the cap's 15.9 MB goal less this file (the counted code) and jitter room
-        target = 15_890_000 - os.path.getsize(os.path.abspath(__file__))
-    if mode in ("gptq", "rtn") and target > 0:
-        k_of = fit_clip_to_budget(sd, k_of, mq, eq, target, rt)
     tensors, rows = [], []
     mats = [n for n in sorted(sd) if tensor_group(n) != "small" and sd[n].ndim == 2]
     for name in sorted(sd):
@@ -990,7 +1011,40 @@ def export_model(
             (name, bits, w.numel(), rms, 2 * w.numel(), qn.size + 2 * scale.numel(), entropy_bytes(qn), rel)
         )
     tensors.sort(key=lambda t: t["name"])
-    quant_s = time.perf_counter() - t0
+    return tensors, rows
+
+
+def export_model(
+    model: GPT, hp: Hyperparameters, rt: Runtime, mode: str, hess: dict | None, path: str
+) -> dict:
+    """Quantize and write the artifact (rank 0). With a byte target the clip k is fitted to it
+    from an entropy estimate; if the written artifact still overshoots, the estimate is
+    recalibrated by the measured ratio and the export redone (at most twice). Returns sizes and timings."""
+    t0 = time.perf_counter()
+    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+    mq, eq = 2 ** (hp.MATRIX_BITS - 1) - 1, 2 ** (hp.EMBED_BITS - 1) - 1
+    k_base = {"attn": hp.CLIP_K_ATTN, "mlp": hp.CLIP_K_MLP, "embed": hp.CLIP_K_EMBED}
+    target = hp.ARTIFACT_TARGET_BYTES
+    if target < 0:  # auto: the cap's 15.9 MB goal less this file (the counted code) and jitter room
+        target = 15_890_000 - os.path.getsize(os.path.abspath(__file__))
+    fit = mode in ("gptq", "rtn") and target > 0
+    coder, info, quant_s = hp.CLIP_FIT_CODER, {}, 0.0
+    attempts = 3 if fit else 1
+    for attempt in range(attempts):
+        k_of, est = fit_clip_to_budget(sd, k_base, mq, eq, target, coder, rt) if fit else (k_base, 0.0)
+        tensors, rows = quantize_model(sd, hp, rt, mode, hess, k_of)
+        quant_s += time.perf_counter() - t0
+        info = {"quant_s": quant_s, "clip_k": k_of, "attempts": attempt + 1, "target": target}
+        if rt.master:
+            info.update(write_artifact(path, hp.model_config(), tensors, hp, rt.log))
+        written = rt.broadcast_(torch.tensor([float(info.get("bytes", 0))], device=rt.device))
+        if not fit or float(written) <= target or attempt == attempts - 1:
+            break
+        coder *= float(written) / est * 1.005  # the measured coder overhead, a little margin
+        rt.log(
+            f"export[{mode}]: {float(written):,.0f} B > target {target:,d} B: refitting (coder x{coder:.4f})"
+        )
+        t0 = time.perf_counter()
     rt.log(
         f"export[{mode}] per tensor: name bits params rms raw_bf16_B quant_B entropy_B(~compressed) rel_err"
     )
@@ -998,9 +1052,6 @@ def export_model(
         rt.log(
             f"  {r[0]:<34s} int{r[1]} {r[2]:>9,d} rms {r[3]:.4f} {r[4]:>10,d} {r[5]:>10,d} {r[6]:>12,.0f} {r[7]:.4f}"
         )
-    info = {"quant_s": quant_s, "clip_k": k_of}
-    if rt.master:
-        info.update(write_artifact(path, hp.model_config(), tensors, hp, rt.log))
     if rt.distributed:
         dist.barrier()
     return info
@@ -1013,28 +1064,50 @@ def entropy_bytes_t(q: Tensor, qmax: int) -> float:
     return float(-(p * p.log2()).sum()) * q.numel() / 8
 
 
-CLIP_FIT_GRID = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.7, 2.0, 2.5)
+def estimate_bytes(sd: dict, k_of: dict, mult: float, mq: int, eq: int, coder: float) -> float:
+    """Compressed size predicted for clip k x mult: order-0 entropy of the round-to-nearest
+    levels times the coder's measured overhead, plus fp16 scales and small tensors."""
+    est = 0.0
+    for name, w in sd.items():
+        grp = tensor_group(name)
+        if grp == "small" or w.ndim != 2:
+            est += 2 * w.numel()
+            continue
+        qmax = eq if grp == "embed" else mq
+        est += coder * entropy_bytes_t(quantize_rows(w, std_scale(w, k_of[grp] * mult, qmax), qmax), qmax)
+        est += 2 * w.size(0)
+    return est
 
 
-def fit_clip_to_budget(sd: dict, k_of: dict, mq: int, eq: int, target: int, rt: Runtime) -> dict:
-    """The finest common scaling of the per-group clip k whose estimated compressed size (order-0
-    entropy of round-to-nearest levels, +2% for the coder, + scales) fits the target bytes."""
-    mult, est = CLIP_FIT_GRID[-1], 0.0
-    for m in CLIP_FIT_GRID:
-        est = 0.0
-        for name, w in sd.items():
-            grp = tensor_group(name)
-            if grp == "small" or w.ndim != 2:
-                est += 2 * w.numel()
-                continue
-            qmax = eq if grp == "embed" else mq
-            est += 1.02 * entropy_bytes_t(quantize_rows(w, std_scale(w, k_of[grp] * m, qmax), qmax), qmax)
-            est += 2 * w.size(0)
-        if est <= target:
-            mult = m
+def fit_clip_to_budget(
+    sd: dict, k_of: dict, mq: int, eq: int, target: int, coder: float, rt: Runtime
+) -> tuple[dict, float]:
+    """The smallest common multiplier of the per-group clip k (finest steps) whose estimated
+    size fits the target: bisection, since the size falls as k grows. Returns (k, estimate)."""
+    lo, hi = CLIP_FIT_RANGE
+    est_hi = estimate_bytes(sd, k_of, hi, mq, eq, coder)
+    if est_hi > target:
+        rt.log(f"clip fit: even k x{hi} is estimated at {est_hi:,.0f} B > target {target:,d} B")
+        return {g: k * hi for g, k in k_of.items()}, est_hi
+    if estimate_bytes(sd, k_of, lo, mq, eq, coder) <= target:
+        hi = lo
+    for _ in range(CLIP_FIT_ITERS):
+        if hi - lo < 1e-4:
             break
-    rt.log(f"clip fit: k x{mult} (estimated {est:,.0f} B for a target of {target:,d} B)")
-    return {g: k * mult for g, k in k_of.items()}
+        mid = 0.5 * (lo + hi)
+        if estimate_bytes(sd, k_of, mid, mq, eq, coder) <= target:
+            hi = mid
+        else:
+            lo = mid
+    est = estimate_bytes(sd, k_of, hi, mq, eq, coder)
+    rt.log(
+        f"clip fit: k x{hi:.4f} (estimated {est:,.0f} B for a target of {target:,d} B, coder x{coder:.4f})"
+    )
+    return {g: k * hi for g, k in k_of.items()}, est
+
+
+CLIP_FIT_RANGE = (0.3, 4.0)  # multipliers of the per-group clip k searched by the fit
+CLIP_FIT_ITERS = 16  # bisection steps: the multiplier to ~6e-5
 
 
 def load_model_from_artifact(path: str, hp: Hyperparameters, rt: Runtime) -> GPT:
@@ -1126,6 +1199,10 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
     )
     opts = make_optimizers(model, hp, rt)
     ema = [p.detach().clone().float() for p in model.parameters()]
+    if hp.COMPILE_TUNING:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.coordinate_descent_tuning = True
     loss_fn = torch.compile(model, dynamic=False) if hp.COMPILE else model
 
     def fwd_bwd(batches) -> Tensor:
@@ -1149,6 +1226,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
             fwd_bwd(batches)
         model.recur_active = False
         model.zero_grad(set_to_none=True)
+        opts[1].warmup()
         rt.sync()
         rt.log(f"compile warmup {time.perf_counter() - t0:.1f}s")
 
@@ -1160,6 +1238,12 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
     if hp.BUDGET_FROM not in ("process", "train_start"):
         raise TrainerError(f"BUDGET_FROM={hp.BUDGET_FROM!r}: expected 'train_start' or 'process'")
     step, tokens_seen, progress = 0, 0, 0.0
+
+    def fetch() -> list:
+        win = stream.next_window(hp.TRAIN_BATCH_TOKENS)
+        return local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)
+
+    next_batches = None
     loss_acc = torch.zeros((), device=rt.device)
     loss_n = 0
     clock = torch.zeros(2, dtype=torch.float64, device=rt.device)
@@ -1175,8 +1259,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
         opts[1].param_groups[0]["momentum"] = (
             hp.MUON_MOMENTUM_START + (hp.MUON_MOMENTUM - hp.MUON_MOMENTUM_START) * mom_frac
         )
-        win = stream.next_window(hp.TRAIN_BATCH_TOKENS)
-        batches = local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)
+        batches = next_batches if next_batches is not None else fetch()
         loss = fwd_bwd(batches)
         if rt.distributed:
             grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -1196,6 +1279,9 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
         with torch.no_grad():
             d = min(hp.EMA_DECAY, (1 + step) / (10 + step))
             torch._foreach_lerp_(ema, [p.detach().float() for p in model.parameters()], 1 - d)
+        # the next step's batch is read and copied while the GPU still works on this one, so the
+        # GPU does not wait for the host after the sync below (one extra window at the very end)
+        next_batches = fetch() if hp.PREFETCH else None
         step += 1
         tokens_seen += hp.TRAIN_BATCH_TOKENS
         if rt.distributed:  # the global mean: what gets logged, and every rank sees a NaN at once

@@ -267,6 +267,38 @@ def test_export_round_trip(mode: str, tmp_path: Path, monkeypatch: pytest.Monkey
     assert torch.equal(loaded.token_nll(idx[:, :-1], idx[:, 1:]), model.token_nll(idx[:, :-1], idx[:, 1:]))
 
 
+def test_clip_fit_uses_the_byte_budget_tightly(monkeypatch: pytest.MonkeyPatch) -> None:
+    _hp, rt, model = _tiny_model(monkeypatch)
+    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+    k_base = {"attn": 12.0, "mlp": 12.0, "embed": 8.0}
+    at_one = T.estimate_bytes(sd, k_base, 1.0, 31, 63, 1.0)
+    target = int(at_one * 0.97)  # needs a slightly coarser step than k x1
+    k_of, est = T.fit_clip_to_budget(sd, k_base, 31, 63, target, 1.0, rt)
+    mult = k_of["mlp"] / 12.0
+    assert est <= target and mult > 1.0
+    # the finest multiplier that fits: 1% finer no longer fits
+    assert T.estimate_bytes(sd, k_base, mult * 0.99, 31, 63, 1.0) > target
+    assert k_of["embed"] / 8.0 == pytest.approx(mult)
+
+
+def test_export_refits_when_the_coder_beats_the_estimate_less_than_assumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An estimate that undershoots the real compressed size (here: a coder factor 10% low)
+    makes the first write overshoot; the export recalibrates, redoes itself and fits."""
+    hp, rt, model = _tiny_model(monkeypatch)
+    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+    hp.ARTIFACT_TARGET_BYTES = int(
+        T.estimate_bytes(sd, {"attn": 12.0, "mlp": 12.0, "embed": 8.0}, 1.0, 31, 63, 1.0)
+    )
+    hp.CLIP_FIT_CODER = 0.9
+    info = T.export_model(model, hp, rt, "rtn", None, str(tmp_path / T.ARTIFACT_NAME))
+    assert info["attempts"] >= 2
+    assert info["bytes"] == os.path.getsize(tmp_path / T.ARTIFACT_NAME) <= hp.ARTIFACT_TARGET_BYTES
+    hp.CLIP_FIT_CODER = 1.3  # an estimate on the safe side fits at once
+    assert T.export_model(model, hp, rt, "rtn", None, str(tmp_path / "b.pgq"))["attempts"] == 1
+
+
 def test_gptq_beats_round_to_nearest_on_correlated_inputs() -> None:
     g = torch.Generator().manual_seed(0)
     cols, rows = 128, 64

@@ -37,6 +37,14 @@ CONFIGS = {
     "new_mixgrad_auto": {"COMPILE": "1", "MIX_GRAD": "auto"},
     "new_resid_bf16": {"COMPILE": "1", "RESID_BF16": "1"},
     "new_micro196k": {"COMPILE": "1", "MAX_MICRO_BATCH_TOKENS": "196608"},
+    # issue 6, second round: host-side prefetch (default on), compiled Muon direction,
+    # Inductor coordinate-descent tuning of the Triton kernels
+    "prefetch_off": {"COMPILE": "1", "PREFETCH": "0"},
+    "prefetch_on": {"COMPILE": "1", "PREFETCH": "1"},
+    "muon_compile": {"COMPILE": "1", "MUON_COMPILE": "1"},
+    "cd_tuning": {"COMPILE": "1", "COMPILE_TUNING": "1"},
+    "muon_compile_cd_tuning": {"COMPILE": "1", "MUON_COMPILE": "1", "COMPILE_TUNING": "1"},
+    "all_resid_bf16": {"COMPILE": "1", "MUON_COMPILE": "1", "COMPILE_TUNING": "1", "RESID_BF16": "1"},
 }
 STEPS = {"1": int(os.environ.get("BENCH_STEPS", "30")), "0": 12}  # compiled / eager steps
 WARM = {"1": 8, "0": 4}
