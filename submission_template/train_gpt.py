@@ -32,7 +32,9 @@ import io
 import json
 import math
 import os
+import shutil
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -171,6 +173,9 @@ class Hyperparameters:
         # five full-size GPTQ exports (benchmarks/trainer/RESULTS.md); the default errs on the safe side
         self.CLIP_FIT_CODER = _env("CLIP_FIT_CODER", 1.0105)
         self.BROTLI_QUALITY = _env("BROTLI_QUALITY", 11)
+        # groups whose chunks also try lrzip -z (kept where smaller; needs the binary at eval too):
+        # on real levels it lost to brotli by 0.4-1% and won only on scales/small (RESULTS.md)
+        self.LRZIP_GROUPS = _env("LRZIP_GROUPS", "scales,small")
         self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
 
     def model_config(self) -> dict:
@@ -816,6 +821,24 @@ def _brotli():
     return brotli
 
 
+def lrzip_run(data: bytes, decompress: bool) -> bytes:
+    """lrzip (ZPAQ back end, -z) through a temporary directory; OSError when it fails."""
+    import tempfile
+
+    if shutil.which("lrzip") is None:
+        raise OSError("the artifact has an lrzip chunk but the lrzip binary is not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "chunk.lrz" if decompress else "chunk")
+        dst = os.path.join(tmp, "out")
+        with open(src, "wb") as f:
+            f.write(data)
+        cmd = ["lrzip", "-q", "-f", "-o", dst] + (["-d", src] if decompress else ["-z", src])
+        if subprocess.run(cmd, capture_output=True).returncode != 0 or not os.path.exists(dst):
+            raise OSError(f"lrzip {'-d' if decompress else '-z'} failed")
+        with open(dst, "rb") as f:
+            return f.read()
+
+
 def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparameters, log) -> dict:
     """tensors: {name, shape, kind: 'q'|'fp16', bits?, q: int8 array, scale: fp16 array | values}.
     Groups (attn, mlp, embed, scales, small) are compressed separately, in chunks, in parallel."""
@@ -845,12 +868,24 @@ def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparame
             jobs.append((g, data[c0 : c0 + step]))
     t0 = time.perf_counter()
     q = hp.BROTLI_QUALITY
+    lrz_groups = set(hp.LRZIP_GROUPS.split(",")) if hp.LRZIP_GROUPS and shutil.which("lrzip") else set()
+
+    def compress(job) -> tuple[str, bytes]:  # the smaller of brotli and (where tried) lrzip
+        g, data = job
+        best = ("brotli", brotli.compress(data, quality=q, lgwin=24))
+        if g in lrz_groups or "all" in lrz_groups:
+            z = lrzip_run(data, decompress=False)
+            if len(z) < len(best[1]):
+                best = ("lrzip", z)
+        return best
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as ex:
-        blobs = list(ex.map(lambda j: brotli.compress(j[1], quality=q, lgwin=24), jobs))
+        coded = list(ex.map(compress, jobs))
     comp_s = time.perf_counter() - t0
+    blobs = [b for _, b in coded]
     chunks = [
-        {"group": g, "codec": "brotli", "raw_bytes": len(d), "stored_bytes": len(b), "crc32": zlib.crc32(b)}
-        for (g, d), b in zip(jobs, blobs, strict=True)
+        {"group": g, "codec": c, "raw_bytes": len(d), "stored_bytes": len(b), "crc32": zlib.crc32(b)}
+        for (g, d), (c, b) in zip(jobs, coded, strict=True)
     ]
     header = {"format": "pgolf-artifact", "version": ART_VERSION, "config": config, "chunks": chunks}
     header["tensors"] = entries
@@ -868,8 +903,9 @@ def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparame
         per_group.setdefault(c["group"], [0, 0])
         per_group[c["group"]][0] += c["raw_bytes"]
         per_group[c["group"]][1] += c["stored_bytes"]
+    codecs = {g: "+".join(sorted({c["codec"] for c in chunks if c["group"] == g})) for g in per_group}
     for g, (r, s) in per_group.items():
-        log(f"artifact group {g:<7s} raw {r:>11,d} B  brotli {s:>11,d} B")
+        log(f"artifact group {g:<7s} raw {r:>11,d} B  stored {s:>11,d} B ({codecs[g]})")
     return {"bytes": len(payload), "compress_s": comp_s, "groups": per_group}
 
 
@@ -895,6 +931,8 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
     if len(hbytes) != hlen or zlib.crc32(hbytes) != hcrc:
         raise TrainerError(f"{bad}: header checksum mismatch")
     header = json.loads(hbytes)
+    if any(c.get("codec") == "lrzip" for c in header["chunks"]) and shutil.which("lrzip") is None:
+        raise TrainerError(f"{path}: has lrzip-compressed chunks but the lrzip binary is not installed")
     pos = ART_FIXED.size + hlen
     raw: dict[str, list[bytes]] = {}
     for i, c in enumerate(header["chunks"]):
@@ -902,10 +940,18 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
         pos += c["stored_bytes"]
         if len(blob) != c["stored_bytes"] or zlib.crc32(blob) != c["crc32"]:
             raise TrainerError(f"{bad}: chunk {i} ({c['group']}) checksum mismatch or truncated")
+        codec = c.get("codec", "brotli")
         try:
-            out = brotli.decompress(blob)
-        except brotli.error:
-            raise TrainerError(f"{bad}: chunk {i} ({c['group']}) does not decompress") from None
+            if codec == "brotli":
+                out = brotli.decompress(blob)
+            elif codec == "lrzip":
+                out = lrzip_run(blob, decompress=True)
+            else:
+                raise TrainerError(f"{bad}: chunk {i} ({c['group']}) has unknown codec {codec!r}")
+        except (brotli.error, OSError) as e:
+            raise TrainerError(
+                f"{bad}: chunk {i} ({c['group']}, {codec}) does not decompress ({e})"
+            ) from None
         if len(out) != c["raw_bytes"]:
             raise TrainerError(
                 f"{bad}: chunk {i} ({c['group']}) has {len(out)} bytes, expected {c['raw_bytes']}"

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -297,6 +298,33 @@ def test_export_refits_when_the_coder_beats_the_estimate_less_than_assumed(
     assert info["bytes"] == os.path.getsize(tmp_path / T.ARTIFACT_NAME) <= hp.ARTIFACT_TARGET_BYTES
     hp.CLIP_FIT_CODER = 1.3  # an estimate on the safe side fits at once
     assert T.export_model(model, hp, rt, "rtn", None, str(tmp_path / "b.pgq"))["attempts"] == 1
+
+
+def _chunks(path: Path) -> list[dict]:
+    data = path.read_bytes()
+    _magic, _version, hlen, _crc = T.ART_FIXED.unpack_from(data)
+    return json.loads(data[T.ART_FIXED.size : T.ART_FIXED.size + hlen])["chunks"]
+
+
+@pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip binary is not installed here")
+def test_lrzip_is_kept_per_chunk_only_where_smaller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hp, rt, model = _tiny_model(monkeypatch)
+    hp.LRZIP_GROUPS = "all"
+    both, plain = tmp_path / "both.pgq", tmp_path / "plain.pgq"
+    T.export_model(model, hp, rt, "rtn", None, str(both))
+    hp.LRZIP_GROUPS = ""
+    T.export_model(model, hp, rt, "rtn", None, str(plain))
+    chunks, ref = _chunks(both), _chunks(plain)
+    assert {c["codec"] for c in ref} == {"brotli"}
+    assert "lrzip" in {c["codec"] for c in chunks}  # the fp16 scales: ZPAQ beats brotli there
+    for c, r in zip(chunks, ref, strict=True):
+        assert c["raw_bytes"] == r["raw_bytes"] and c["stored_bytes"] <= r["stored_bytes"]
+    a, b = T.read_artifact(str(both))[1], T.read_artifact(str(plain))[1]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+    # an eval machine without the binary: a one-line reason naming the artifact
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-dir"))
+    with pytest.raises(T.TrainerError, match=f"{both}: has lrzip-compressed chunks"):
+        T.read_artifact(str(both))
 
 
 def test_gptq_beats_round_to_nearest_on_correlated_inputs() -> None:
