@@ -169,8 +169,8 @@ class Hyperparameters:
         self.MATRIX_BITS = _env("MATRIX_BITS", 6)
         self.EMBED_BITS = _env("EMBED_BITS", 7)
         self.ARTIFACT_TARGET_BYTES = _env("ARTIFACT_TARGET_BYTES", -1)  # scale clip k to fit; -1 auto, 0 off
-        # brotli bytes / order-0 entropy of the round-to-nearest levels: 1.0096-1.0103 measured on
-        # five full-size GPTQ exports (benchmarks/trainer/RESULTS.md); the default errs on the safe side
+        # brotli bytes / order-0 entropy of the round-to-nearest levels: 1.0097-1.0107 measured on
+        # full-size GPTQ exports (benchmarks/trainer/RESULTS.md); an overshoot refits
         self.CLIP_FIT_CODER = _env("CLIP_FIT_CODER", 1.0105)
         self.BROTLI_QUALITY = _env("BROTLI_QUALITY", 11)
         # groups whose chunks also try lrzip -z (kept where smaller; needs the binary at eval too):
