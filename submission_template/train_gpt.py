@@ -163,6 +163,7 @@ class Hyperparameters:
         self.GPTQ_CALIB_TOKENS = _env("GPTQ_CALIB_TOKENS", 262_144)
         self.GPTQ_BLOCK = _env("GPTQ_BLOCK", 128)
         self.GPTQ_DAMP = _env("GPTQ_DAMP", 0.01)
+        self.GPTQ_RESCALE = _env("GPTQ_RESCALE", True, bool)  # refit each row's step to GPTQ's levels
         self.CLIP_K_ATTN = _env("CLIP_K_ATTN", 12.0)  # step = k * row std / qmax
         self.CLIP_K_MLP = _env("CLIP_K_MLP", 12.0)
         self.CLIP_K_EMBED = _env("CLIP_K_EMBED", 8.0)  # the tied embedding is the most sensitive
@@ -796,6 +797,15 @@ def gptq_quantize(w: Tensor, H: Tensor, scale: Tensor, qmax: int, block: int, da
     return Q[:, torch.argsort(perm)]
 
 
+def refit_row_scales(w: Tensor, q: Tensor, H: Tensor, scale: Tensor) -> Tensor:
+    """Per row, the step that minimises the output error (w - s q) H (w - s q)^T for the levels
+    GPTQ chose: s = q H w^T / q H q^T (rows whose levels are all zero keep their step)."""
+    qh = q.double() @ H.double()
+    num, den = (qh * w.double()).sum(1), (qh * q.double()).sum(1)
+    ok = (den > 0) & (num > 0)
+    return torch.where(ok, num / den.clamp_min(1e-30), scale.double()).float()
+
+
 def byte_shuffle(a: np.ndarray) -> bytes:
     """Bytes of equal significance together (compresses multi-byte values better)."""
     return a.view(np.uint8).reshape(-1, a.itemsize).T.tobytes()
@@ -1041,10 +1051,15 @@ def quantize_model(sd: dict, hp: Hyperparameters, rt: Runtime, mode: str, hess: 
             scale = std_scale(w, k_of[grp], qmax).half().float()
         if mode == "gptq" and hess is not None and name in hess:
             # with several processes each quantizes every world-th matrix; the sum shares them
-            q = torch.zeros_like(w)
-            if i % rt.world == rt.rank:
-                q = gptq_quantize(w, hess[name].to(w.device), scale, qmax, hp.GPTQ_BLOCK, hp.GPTQ_DAMP)
+            q, mine = torch.zeros_like(w), i % rt.world == rt.rank
+            if mine:
+                h = hess[name].to(w.device)
+                q = gptq_quantize(w, h, scale, qmax, hp.GPTQ_BLOCK, hp.GPTQ_DAMP)
+                if hp.GPTQ_RESCALE:
+                    scale = refit_row_scales(w, q, h, scale).half().float()
             rt.all_reduce_(q)
+            if hp.GPTQ_RESCALE and rt.distributed:
+                scale = rt.all_reduce_(scale if mine else torch.zeros_like(scale))
         else:
             q = quantize_rows(w, scale, qmax)
         deq = q * scale[:, None]
