@@ -844,9 +844,9 @@ RANS_MAGIC = b"rA"
 RANS_SCALE = 16  # frequencies sum to 2**16
 RANS_LANES = 512
 RANS_HEAD = struct.Struct("<IBHH")  # symbols, first symbol, alphabet size, lanes
-_M = np.uint64((1 << 16) - 1)
-_S16, _S32 = np.uint64(16), np.uint64(32)
-_L = np.uint64(1 << 32)
+_SLOT_MASK = np.uint64((1 << RANS_SCALE) - 1)
+_SCALE_SHIFT, _WORD_SHIFT, _EMIT_SHIFT = np.uint64(RANS_SCALE), np.uint64(32), np.uint64(64 - RANS_SCALE)
+_STATE_LOW = np.uint64(1 << 32)  # states live in [2**32, 2**64); one 32-bit word out per renorm
 
 
 def _freqs(counts: np.ndarray) -> np.ndarray:
@@ -872,16 +872,16 @@ def rans_encode(data: bytes) -> bytes:
     pad[:n] = sym
     grid = (pad.astype(np.int64) - lo).reshape(steps, lanes)
     F, C = f.astype(np.uint64), c.astype(np.uint64)
-    x = np.full(lanes, _L, dtype=np.uint64)
+    x = np.full(lanes, _STATE_LOW, dtype=np.uint64)
     out = []
     for t in range(steps - 1, -1, -1):
         s = grid[t]
         fs, cs = F[s], C[s]
-        emit = x >= (fs << np.uint64(48))
+        emit = (x >> _EMIT_SHIFT) >= fs  # x >= fs * 2**48 without overflow at fs = 2**16
         if emit.any():
             out.append((x[emit] & np.uint64(0xFFFFFFFF)).astype(np.uint32)[::-1])
-            x[emit] >>= _S32
-        x = ((x // fs) << _S16) + (x % fs) + cs
+            x[emit] >>= _WORD_SHIFT
+        x = ((x // fs) << _SCALE_SHIFT) + (x % fs) + cs
     words = np.concatenate(out)[::-1] if out else np.zeros(0, np.uint32)
     head = RANS_MAGIC + RANS_HEAD.pack(n, lo, hi - lo, lanes) + f.astype("<u4").tobytes()
     return head + x.astype("<u8").tobytes() + words.astype("<u4").tobytes()
@@ -909,18 +909,18 @@ def rans_decode(blob: bytes) -> bytes:
     grid = np.empty((steps, lanes), dtype=np.int64)
     pos = 0
     for t in range(steps):
-        slot = x & _M
+        slot = x & _SLOT_MASK
         s = slot2sym[slot.astype(np.int64)]
         grid[t] = s
-        x = F[s] * (x >> _S16) + slot - C[s]
-        need = x < _L
+        x = F[s] * (x >> _SCALE_SHIFT) + slot - C[s]
+        need = x < _STATE_LOW
         k = int(need.sum())
         if k:
             if pos + k > words.size:
                 raise ValueError("rANS stream truncated")
-            x[need] = (x[need] << _S32) | words[pos : pos + k]
+            x[need] = (x[need] << _WORD_SHIFT) | words[pos : pos + k]
             pos += k
-    if pos != words.size or not (x == _L).all():
+    if pos != words.size or not (x == _STATE_LOW).all():
         raise ValueError("rANS stream does not end where it should")
     return (grid.reshape(-1)[:n] + lo).astype(np.uint8).tobytes()
 

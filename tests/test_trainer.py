@@ -358,6 +358,15 @@ def test_rans_codes_independent_levels_at_their_entropy_and_beats_brotli() -> No
     assert len(coded) < 0.995 * len(T._brotli().compress(data, quality=11, lgwin=24))
 
 
+def test_rans_spends_nothing_on_a_certain_symbol() -> None:
+    """A one-symbol alphabet has frequency 2**16: no state ever renormalises, so the stream is
+    its header and lane states only (the overflow case of the emit test)."""
+    data = b"\x07" * 100_000
+    coded = T.rans_encode(data)
+    assert len(coded) < 2 + T.RANS_HEAD.size + 4 + 8 * T.RANS_LANES
+    assert T.rans_decode(coded) == data
+
+
 def test_rans_rejects_a_damaged_stream() -> None:
     coded = T.rans_encode(_levels(200_000))
     with pytest.raises(ValueError, match=r"truncated|does not end"):
