@@ -643,6 +643,14 @@ def muon_direction(g: Tensor, steps: int) -> Tensor:
     return orthogonalize(g, steps).float() * max(1.0, g.size(-2) / g.size(-1)) ** 0.5
 
 
+def stacks_by_shape(params: list) -> dict[tuple, list[int]]:
+    """Indices of the parameters of each shape: what Muon orthogonalises as one stack."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        by_shape.setdefault(tuple(p.shape), []).append(i)
+    return by_shape
+
+
 class Muon(torch.optim.Optimizer):
     """Nesterov momentum, row normalisation, orthogonalisation, decoupled weight decay. Matrices of
     one shape are orthogonalised as one stack; with several processes each one takes every
@@ -657,11 +665,8 @@ class Muon(torch.optim.Optimizer):
     def warmup(self) -> None:
         """Run the direction once per stack shape (compiles it, when compiled, outside the budget)."""
         for group in self.param_groups:
-            by_shape: dict[tuple, int] = {}
-            for p in group["params"]:
-                by_shape[tuple(p.shape)] = by_shape.get(tuple(p.shape), 0) + 1
-            for shape, n in by_shape.items():
-                mine = len(range(self.rt.rank, n, self.rt.world))
+            for shape, idx in stacks_by_shape(group["params"]).items():
+                mine = len(idx[self.rt.rank :: self.rt.world])
                 if mine:
                     self.direction(
                         torch.zeros((mine, *shape), device=group["params"][0].device), self.ns_steps
@@ -680,11 +685,8 @@ class Muon(torch.optim.Optimizer):
             torch._foreach_mul_(bufs, mom)
             torch._foreach_add_(bufs, grads)
             nesterov = torch._foreach_add(grads, bufs, alpha=mom)
-            by_shape: dict[tuple, list[int]] = {}
-            for i, p in enumerate(params):
-                by_shape.setdefault(tuple(p.shape), []).append(i)
             updates: list = [None] * len(params)
-            for shape, idx in sorted(by_shape.items()):
+            for shape, idx in sorted(stacks_by_shape(params).items()):
                 out = torch.zeros((len(idx), *shape), device=params[0].device, dtype=torch.float32)
                 mine = idx[rt.rank :: rt.world]
                 if mine:
@@ -1020,8 +1022,9 @@ def write_artifact(path: str, config: dict, tensors: list[dict], hp: Hyperparame
     return {"bytes": len(payload), "compress_s": comp_s, "groups": per_group}
 
 
-def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
-    """The config and dequantized float tensors of an artifact; TrainerError when corrupt."""
+def read_container(path: str) -> tuple[dict, dict[str, bytes]]:
+    """An artifact's verified header and the decompressed bytes of each group; TrainerError when
+    it is corrupt or cannot be decoded here."""
     brotli = _brotli()
     try:
         with open(path, "rb") as f:
@@ -1072,26 +1075,38 @@ def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
         raw.setdefault(c["group"], []).append(out)
     if pos != len(data):
         raise TrainerError(f"{bad}: {len(data) - pos} unexpected trailing bytes")
-    groups = {g: b"".join(parts) for g, parts in raw.items()}
-    n_scales = len(groups.get("scales", b"")) // 2
-    n_small = len(groups.get("small", b"")) // 2
-    scales = byte_unshuffle(groups.get("scales", b""), np.float16, n_scales)
-    small = byte_unshuffle(groups.get("small", b""), np.float16, n_small)
-    out_t: dict[str, Tensor] = {}
+    return header, {g: b"".join(parts) for g, parts in raw.items()}
+
+
+def unpack_tensors(header: dict, groups: dict[str, bytes]) -> list[dict]:
+    """The tensor records write_artifact was given: int8 levels (rows x cols) with their fp16
+    row scales, or fp16 values."""
+    scales = byte_unshuffle(groups.get("scales", b""), np.float16, len(groups.get("scales", b"")) // 2)
+    small = byte_unshuffle(groups.get("small", b""), np.float16, len(groups.get("small", b"")) // 2)
+    out = []
     for e in header["tensors"]:
-        shape, numel = tuple(e["shape"]), int(np.prod(e["shape"]))
+        numel = int(np.prod(e["shape"]))
         if e["kind"] == "q":
-            rows = shape[0]
+            rows = e["shape"][0]
             q = np.frombuffer(groups[e["group"]], dtype=np.int8, count=numel, offset=e["offset"])
-            s = scales[e["scale_offset"] // 2 : e["scale_offset"] // 2 + rows]
-            w = (
-                torch.from_numpy(q.astype(np.float32)).view(rows, -1)
-                * torch.from_numpy(s.astype(np.float32))[:, None]
-            )
-            out_t[e["name"]] = w.view(shape)
+            s0 = e["scale_offset"] // 2
+            out.append({**e, "q": q.reshape(rows, -1), "scale": scales[s0 : s0 + rows]})
         else:
-            v = small[e["offset"] // 2 : e["offset"] // 2 + numel]
-            out_t[e["name"]] = torch.from_numpy(v.astype(np.float32)).view(shape)
+            out.append({**e, "values": small[e["offset"] // 2 : e["offset"] // 2 + numel]})
+    return out
+
+
+def read_artifact(path: str) -> tuple[dict, dict[str, Tensor]]:
+    """The config and dequantized float tensors of an artifact; TrainerError when corrupt."""
+    header, groups = read_container(path)
+    out_t: dict[str, Tensor] = {}
+    for t in unpack_tensors(header, groups):
+        if t["kind"] == "q":
+            scale = torch.from_numpy(t["scale"].astype(np.float32))
+            w = torch.from_numpy(t["q"].astype(np.float32)) * scale[:, None]
+        else:
+            w = torch.from_numpy(t["values"].astype(np.float32))
+        out_t[t["name"]] = w.view(tuple(t["shape"]))
     return header["config"], out_t
 
 
@@ -1255,21 +1270,22 @@ def fit_clip_to_budget(
     """The smallest common multiplier of the per-group clip k (finest steps) whose estimated
     size fits the target: bisection, since the size falls as k grows. Returns (k, estimate)."""
     lo, hi = CLIP_FIT_RANGE
-    est_hi = estimate_bytes(sd, k_of, hi, mq, eq, coder)
-    if est_hi > target:
-        rt.log(f"clip fit: even k x{hi} is estimated at {est_hi:,.0f} B > target {target:,d} B")
-        return {g: k * hi for g, k in k_of.items()}, est_hi
-    if estimate_bytes(sd, k_of, lo, mq, eq, coder) <= target:
-        hi = lo
+    est = estimate_bytes(sd, k_of, hi, mq, eq, coder)  # kept as the estimate at hi throughout
+    if est > target:
+        rt.log(f"clip fit: even k x{hi} is estimated at {est:,.0f} B > target {target:,d} B")
+        return {g: k * hi for g, k in k_of.items()}, est
+    est_lo = estimate_bytes(sd, k_of, lo, mq, eq, coder)
+    if est_lo <= target:
+        hi, est = lo, est_lo
     for _ in range(CLIP_FIT_ITERS):
         if hi - lo < 1e-4:
             break
         mid = 0.5 * (lo + hi)
-        if estimate_bytes(sd, k_of, mid, mq, eq, coder) <= target:
-            hi = mid
+        est_mid = estimate_bytes(sd, k_of, mid, mq, eq, coder)
+        if est_mid <= target:
+            hi, est = mid, est_mid
         else:
             lo = mid
-    est = estimate_bytes(sd, k_of, hi, mq, eq, coder)
     rt.log(
         f"clip fit: k x{hi:.4f} (estimated {est:,.0f} B for a target of {target:,d} B, coder x{coder:.4f})"
     )

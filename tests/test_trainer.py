@@ -306,9 +306,7 @@ def test_export_refits_when_the_estimate_misses_the_target(
 
 
 def _chunks(path: Path) -> list[dict]:
-    data = path.read_bytes()
-    _magic, _version, hlen, _crc = T.ART_FIXED.unpack_from(data)
-    return json.loads(data[T.ART_FIXED.size : T.ART_FIXED.size + hlen])["chunks"]
+    return T.read_container(str(path))[0]["chunks"]
 
 
 @pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip binary is not installed here")

@@ -10,7 +10,6 @@ Runs on CPU; the artifact of runs/10 was fetched from the device for RESULTS.md.
 
 from __future__ import annotations
 
-import json
 import lzma
 import shutil
 import subprocess
@@ -24,25 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "submission_template"))
 import train_gpt as T
 
-
-def h0_bytes(x: np.ndarray) -> float:
-    _, counts = np.unique(x, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum() * x.size / 8)
-
-
-def groups_of(path: str) -> tuple[dict, dict[str, bytes], dict[str, int]]:
-    brotli = T._brotli()
-    data = Path(path).read_bytes()
-    _magic, _version, hlen, _crc = T.ART_FIXED.unpack_from(data)
-    header = json.loads(data[T.ART_FIXED.size : T.ART_FIXED.size + hlen])
-    pos, raw, stored = T.ART_FIXED.size + hlen, {}, {}
-    for c in header["chunks"]:
-        blob = data[pos : pos + c["stored_bytes"]]
-        pos += c["stored_bytes"]
-        raw.setdefault(c["group"], []).append(brotli.decompress(blob))
-        stored[c["group"]] = stored.get(c["group"], 0) + c["stored_bytes"]
-    return header, {g: b"".join(parts) for g, parts in raw.items()}, stored
+h0_bytes = T.entropy_bytes  # order-0 entropy of the values, in bytes
 
 
 def floors(header: dict, group: str, q: np.ndarray) -> dict[str, float]:
@@ -62,7 +43,10 @@ def floors(header: dict, group: str, q: np.ndarray) -> dict[str, float]:
 def main() -> int:
     path = sys.argv[1]
     use_lrzip = "--no-lrzip" not in sys.argv and shutil.which("lrzip") is not None
-    header, raw, stored = groups_of(path)
+    header, raw = T.read_container(path)
+    stored: dict[str, int] = {}
+    for c in header["chunks"]:
+        stored[c["group"]] = stored.get(c["group"], 0) + c["stored_bytes"]
     brotli = T._brotli()
     cols = [
         "raw",
@@ -111,17 +95,7 @@ def main() -> int:
 def repack(path: str, header: dict, raw: dict[str, bytes]) -> None:
     """The same levels, scales and small tensors written by the trainer's current write_artifact
     (its default codecs); checks that it reads back to the same tensors."""
-    scales = T.byte_unshuffle(raw["scales"], np.float16, len(raw["scales"]) // 2)
-    small = T.byte_unshuffle(raw["small"], np.float16, len(raw["small"]) // 2)
-    tensors = []
-    for e in header["tensors"]:
-        n = int(np.prod(e["shape"]))
-        if e["kind"] == "q":
-            q = np.frombuffer(raw[e["group"]], np.int8, n, e["offset"])
-            s = scales[e["scale_offset"] // 2 : e["scale_offset"] // 2 + e["shape"][0]]
-            tensors.append({**e, "q": q, "scale": s})
-        else:
-            tensors.append({**e, "values": small[e["offset"] // 2 : e["offset"] // 2 + n]})
+    tensors = T.unpack_tensors(header, raw)
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "repacked.pgq")
         info = T.write_artifact(out, header["config"], tensors, T.Hyperparameters(), print)
