@@ -46,10 +46,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-try:  # flash-attn 3 (Hopper); PyTorch SDPA otherwise
+try:  # flash-attn 3 (Hopper); else flash-attn 4's CuTe kernels (below); PyTorch SDPA otherwise
     from flash_attn_interface import flash_attn_func as _fa3_func  # type: ignore
 except Exception:
     _fa3_func = None
+try:
+    from flash_attn.cute import interface as _fa4  # type: ignore
+except Exception:
+    _fa4 = None
 
 # ----------------------------------------------------------------------------------------------
 # Protocol names: re-declared from harness/protocol.py (this file must stay self-contained).
@@ -150,7 +154,7 @@ class Hyperparameters:
         self.COMPILE = _env("COMPILE", cuda, bool)
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
-        self.USE_FA3 = _env("USE_FA3", True, bool)
+        self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
         self.COMPILE_TUNING = _env("COMPILE_TUNING", False, bool)  # Inductor coordinate descent
         self.MUON_COMPILE = _env("MUON_COMPILE", False, bool)  # compile the stacked Muon update
@@ -472,6 +476,51 @@ class Rotary(nn.Module):
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
 
 
+def _fa4_causal_op():
+    """flash-attn 4's causal forward and backward as torch custom ops, so torch.compile keeps the
+    attention inside its graph (its Python interface would be a graph break per layer)."""
+
+    @torch.library.custom_op("pgolf::fa4_causal", mutates_args=(), device_types="cuda")
+    def fwd(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        out, lse = _fa4._flash_attn_fwd(q, k, v, causal=True, return_lse=True)[:2]
+        return out, lse
+
+    @fwd.register_fake
+    def _(q, k, v):
+        return q.new_empty(q.shape), q.new_empty((q.size(0), q.size(2), q.size(1)), dtype=torch.float32)
+
+    @torch.library.custom_op("pgolf::fa4_causal_bwd", mutates_args=(), device_types="cuda")
+    def bwd(
+        q: Tensor, k: Tensor, v: Tensor, out: Tensor, dout: Tensor, lse: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        dq, dk, dv = _fa4._flash_attn_bwd(q, k, v, out, dout, lse, causal=True)[:3]
+        return dq, dk, dv
+
+    @bwd.register_fake
+    def _(q, k, v, out, dout, lse):
+        return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs, *output)
+
+    def backward(ctx, dout, _dlse):
+        q, k, v, out, lse = ctx.saved_tensors
+        return bwd(q, k, v, out, dout.contiguous(), lse)
+
+    fwd.register_autograd(backward, setup_context=setup)
+    return lambda q, k, v: fwd(q, k, v)[0]
+
+
+# the flash kernel in use (q, k, v, out: (B, T, H, D) bf16, causal) and its name for the log
+FLASH_NAME, _flash_func = (
+    ("flash-attn 3", lambda q, k, v: _fa3_func(q, k, v, causal=True))
+    if _fa3_func is not None
+    else ("flash-attn 4 (cute)", _fa4_causal_op())
+    if _fa4 is not None
+    else ("", None)
+)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: dict) -> None:
         super().__init__()
@@ -489,7 +538,7 @@ class Attention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((self.h,), float(cfg["QK_GAIN_INIT"])))
         self.rotary = Rotary(min(cfg["ROPE_DIMS"], self.hd), cfg["ROPE_BASE"])
         self.gqa_mode = "native"
-        self.use_fa3 = False
+        self.use_flash = False
 
     def forward(self, x: Tensor, out_scale: Tensor | None = None) -> Tensor:
         B, T, _ = x.shape
@@ -498,8 +547,8 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.kv, self.hd)
         q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        if self.use_fa3 and _fa3_func is not None and q.is_cuda:
-            y = _fa3_func(q, k, v, causal=True)
+        if self.use_flash and _flash_func is not None and q.is_cuda:
+            y = _flash_func(*(t.to(torch.bfloat16) for t in (q, k, v)))  # not autocast-aware
             y = y[0] if isinstance(y, tuple) else y
         else:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -605,7 +654,7 @@ def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
     for m in model.modules():
         if isinstance(m, Attention):
             m.gqa_mode = hp.SDPA_GQA
-            m.use_fa3 = hp.USE_FA3 and _fa3_func is not None and rt.cuda
+            m.use_flash = hp.USE_FLASH_ATTN and _flash_func is not None and rt.cuda
     return model
 
 
@@ -1370,6 +1419,40 @@ def grad_accum_steps(hp: Hyperparameters, world: int) -> int:
     return seqs
 
 
+def fwd_bwd(loss_fn, batches: list, rt: Runtime) -> Tensor:
+    """Forward and backward over the micro-batches of one step (gradients accumulate); mean loss."""
+    total = torch.zeros((), device=rt.device)
+    for x, y in batches:
+        with rt.autocast():
+            loss = loss_fn(x, y)
+        (loss / len(batches)).backward()
+        total += loss.detach()
+    return total / len(batches)
+
+
+def optimizer_step(model: GPT, opts: list, ema: list, hp: Hyperparameters, rt: Runtime, step: int) -> None:
+    """Everything between the last backward of a step and the next forward: gradient all-reduce,
+    clipping, the optimisers, zeroing, the EMA of the weights."""
+    if rt.distributed:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG if rt.cuda else dist.ReduceOp.SUM)
+        if not rt.cuda:
+            flat /= rt.world
+        off = 0
+        for g in grads:
+            g.copy_(flat[off : off + g.numel()].view_as(g))
+            off += g.numel()
+    if hp.GRAD_CLIP > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.GRAD_CLIP)
+    for opt in opts:
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        d = min(hp.EMA_DECAY, (1 + step) / (10 + step))
+        torch._foreach_lerp_(ema, [p.detach().float() for p in model.parameters()], 1 - d)
+
+
 def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, float]:
     torch.manual_seed(hp.SEED)
     np.random.seed(hp.SEED)
@@ -1380,7 +1463,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
     accum = grad_accum_steps(hp, rt.world)
     rt.log(
         f"model {hp.NUM_LAYERS}x{hp.MODEL_DIM} params {n_params:,d} world {rt.world} accum {accum} "
-        f"device {rt.device} attention {'flash-attn 3' if _fa3_func and hp.USE_FA3 and rt.cuda else 'sdpa'} "
+        f"device {rt.device} attention {FLASH_NAME if _flash_func and hp.USE_FLASH_ATTN and rt.cuda else 'sdpa'} "
         f"compile {hp.COMPILE} train tokens {stream.total:,d}"
     )
     opts = make_optimizers(model, hp, rt)
@@ -1391,15 +1474,6 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
         inductor_config.coordinate_descent_tuning = True
     loss_fn = torch.compile(model, dynamic=False) if hp.COMPILE else model
 
-    def fwd_bwd(batches) -> Tensor:
-        total = torch.zeros((), device=rt.device)
-        for x, y in batches:
-            with rt.autocast():
-                loss = loss_fn(x, y)
-            (loss / len(batches)).backward()
-            total += loss.detach()
-        return total / len(batches)
-
     def compile_warmup() -> None:
         # Compile the graphs (with and without recurrence) outside the timed budget; grads dropped.
         if not hp.COMPILE:
@@ -1409,7 +1483,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
         batches = local_batches(win, hp.TRAIN_SEQ_LEN, rt.rank, rt.world, accum, rt.device)[:1]
         for active in [False, True] if model.recur_layers else [False]:
             model.recur_active = active
-            fwd_bwd(batches)
+            fwd_bwd(loss_fn, batches, rt)
         model.recur_active = False
         model.zero_grad(set_to_none=True)
         opts[1].warmup()
@@ -1446,25 +1520,8 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
             hp.MUON_MOMENTUM_START + (hp.MUON_MOMENTUM - hp.MUON_MOMENTUM_START) * mom_frac
         )
         batches = next_batches if next_batches is not None else fetch()
-        loss = fwd_bwd(batches)
-        if rt.distributed:
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            flat = torch.cat([g.flatten() for g in grads])
-            dist.all_reduce(flat, op=dist.ReduceOp.AVG if rt.cuda else dist.ReduceOp.SUM)
-            if not rt.cuda:
-                flat /= rt.world
-            off = 0
-            for g in grads:
-                g.copy_(flat[off : off + g.numel()].view_as(g))
-                off += g.numel()
-        if hp.GRAD_CLIP > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.GRAD_CLIP)
-        for opt in opts:
-            opt.step()
-        model.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            d = min(hp.EMA_DECAY, (1 + step) / (10 + step))
-            torch._foreach_lerp_(ema, [p.detach().float() for p in model.parameters()], 1 - d)
+        loss = fwd_bwd(loss_fn, batches, rt)
+        optimizer_step(model, opts, ema, hp, rt, step)
         # the next step's batch is read and copied while the GPU still works on this one, so the
         # GPU does not wait for the host after the sync below (one extra window at the very end)
         next_batches = fetch() if hp.PREFETCH else None

@@ -30,7 +30,9 @@ CONFIGS = {
     "compile_sdpa_native": {"COMPILE": "1", "SDPA_GQA": "native"},
     "compile_sdpa_repeat": {"COMPILE": "1", "SDPA_GQA": "repeat"},
     "eager_sdpa_native": {"COMPILE": "0", "SDPA_GQA": "native"},
-    "compile_fa3": {"COMPILE": "1", "USE_FA3": "1"},
+    "compile_flash": {"COMPILE": "1", "USE_FLASH_ATTN": "1"},  # flash-attn 3, or 4's CuTe kernels
+    "compile_sdpa": {"COMPILE": "1", "USE_FLASH_ATTN": "0"},
+    "eager_flash": {"COMPILE": "0", "USE_FLASH_ATTN": "1"},
     # issue 6 tuning: the same script before the change (old copy) and the new code's variants
     "old_compile": {"COMPILE": "1", "SDPA_GQA": "native", "TRAINER": str(OLD_TRAINER)},
     "new_compile": {"COMPILE": "1", "SDPA_GQA": "native"},
@@ -45,6 +47,9 @@ CONFIGS = {
     "cd_tuning": {"COMPILE": "1", "COMPILE_TUNING": "1"},
     "muon_compile_cd_tuning": {"COMPILE": "1", "MUON_COMPILE": "1", "COMPILE_TUNING": "1"},
     "all_resid_bf16": {"COMPILE": "1", "MUON_COMPILE": "1", "COMPILE_TUNING": "1", "RESID_BF16": "1"},
+    # third round: Inductor max-autotune (Triton GEMM templates with fused epilogues, when they win)
+    "max_autotune": {"COMPILE": "1", "TORCHINDUCTOR_MAX_AUTOTUNE": "1"},
+    "resid_bf16": {"COMPILE": "1", "RESID_BF16": "1"},
 }
 STEPS = {"1": int(os.environ.get("BENCH_STEPS", "30")), "0": 12}  # compiled / eager steps
 WARM = {"1": 8, "0": 4}
@@ -63,7 +68,15 @@ def run(name: str, env_extra: dict, data: str) -> dict:
     env.update(ARTIFACT_DIR="/tmp/pg/bench_art", PYTHONUNBUFFERED="1", **env_extra)
     t0 = time.time()
     trainer = env.pop("TRAINER", str(TRAINER))
-    p = subprocess.run([sys.executable, trainer], env=env, capture_output=True, text=True)
+    limit = float(os.environ.get("BENCH_CONFIG_TIMEOUT", "0")) or None  # seconds per config
+    try:
+        p = subprocess.run([sys.executable, trainer], env=env, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired as e:
+        return {
+            "name": name,
+            "error": f"over BENCH_CONFIG_TIMEOUT={limit:.0f}s",
+            "stdout_tail": str(e.stdout)[-1500:],
+        }
     steps, peak, head = [], None, ""
     for line in p.stdout.splitlines():
         if line.startswith(":::PGOLF "):
