@@ -16,6 +16,7 @@ them captured outputs of 8xH100 SXM, PCIe and odd machines.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -352,16 +353,14 @@ def evaluate(f: Facts) -> list[Check]:
 
     # flash-attn: optional for correctness, worth a lot of step time on H100.
     if f.flash_attn_version:
-        add(
-            Check("flash-attn", "pass", f"flash_attn_3 {f.flash_attn_version} (flash_attn_interface imports)")
-        )
+        add(Check("flash-attn", "pass", f"{f.flash_attn_version} imports"))
     else:
         where = "" if f.gpus else " (expected on a CPU machine)"
         add(
             Check(
                 "flash-attn",
                 "warn",
-                f"flash_attn_3 not importable{where}: {f.flash_attn_error or 'not installed'}",
+                f"neither flash_attn_3 nor flash-attn 4 importable{where}: {f.flash_attn_error or 'not installed'}",
             )
         )
 
@@ -523,15 +522,7 @@ def _gather_python_packages(f: Facts) -> None:
         f.torch_device_count = int(torch.cuda.device_count()) if f.torch_cuda_available else 0
     except Exception as exc:  # any import-time failure is a finding, not a crash
         f.torch_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    try:
-        import flash_attn_interface  # noqa: F401  (FA3's module name)
-
-        try:
-            f.flash_attn_version = metadata.version("flash_attn_3")
-        except metadata.PackageNotFoundError:
-            f.flash_attn_version = "unknown version"
-    except Exception as exc:
-        f.flash_attn_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    f.flash_attn_version, f.flash_attn_error = _flash_attn_found()
     try:
         import brotli
 
@@ -594,6 +585,26 @@ def _free_bytes(path: Path) -> int | None:
         return shutil.disk_usage(probe).free
     except OSError:
         return None
+
+
+def _flash_attn_found() -> tuple[str | None, str | None]:
+    """(what imports, None) or (None, why not): flash-attn 3 (`flash_attn_interface`), else
+    flash-attn 4's CuTe kernels (`flash_attn.cute`), in the trainer's order of preference."""
+    errors = []
+    for module, dist, label in (
+        ("flash_attn_interface", "flash_attn_3", "flash_attn_3"),
+        ("flash_attn.cute", "flash-attn-4", "flash-attn 4 (flash_attn.cute)"),
+    ):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any import-time failure is a finding, not a crash
+            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            continue
+        try:
+            return f"{label} {metadata.version(dist)}", None
+        except metadata.PackageNotFoundError:
+            return f"{label} (unknown version)", None
+    return None, "; ".join(errors)
 
 
 def gather_facts(data_dir: Path, variant: str = "caseops", need_bytes: int = DEFAULT_NEED_BYTES) -> Facts:

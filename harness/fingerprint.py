@@ -14,7 +14,7 @@ from typing import Any
 from harness import __version__
 from harness.protocol import ENV_IMAGE
 
-FLASH_ATTN_DISTRIBUTIONS = ("flash_attn_3", "flash-attn-3", "flash_attn", "flash-attn")
+FLASH_ATTN_DISTRIBUTIONS = ("flash_attn_3", "flash-attn-3", "flash-attn-4", "flash_attn", "flash-attn")
 
 
 def _dist_version(*names: str) -> str | None:

@@ -27,6 +27,7 @@ compile warmup) unless BUDGET_FROM=process; the process takes a few seconds more
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -476,11 +477,12 @@ class Rotary(nn.Module):
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
 
 
+@functools.cache
 def _fa4_causal_op():
     """flash-attn 4's causal forward and backward as torch custom ops, so torch.compile keeps the
     attention inside its graph (its Python interface would be a graph break per layer)."""
 
-    @torch.library.custom_op("pgolf::fa4_causal", mutates_args=(), device_types="cuda")
+    @torch.library.custom_op("pgolf::fa4_causal", mutates_args=())
     def fwd(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         out, lse = _fa4._flash_attn_fwd(q, k, v, causal=True, return_lse=True)[:2]
         return out, lse
@@ -489,7 +491,7 @@ def _fa4_causal_op():
     def _(q, k, v):
         return q.new_empty(q.shape), q.new_empty((q.size(0), q.size(2), q.size(1)), dtype=torch.float32)
 
-    @torch.library.custom_op("pgolf::fa4_causal_bwd", mutates_args=(), device_types="cuda")
+    @torch.library.custom_op("pgolf::fa4_causal_bwd", mutates_args=())
     def bwd(
         q: Tensor, k: Tensor, v: Tensor, out: Tensor, dout: Tensor, lse: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:

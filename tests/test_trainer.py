@@ -534,3 +534,64 @@ def test_unknown_budget_origin_is_a_one_line_error(staged: dict[str, Path], tmp_
     assert p.returncode == 2
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "BUDGET_FROM" in lines[0]
+
+
+class _ReferenceFlashKernels:
+    """Stand-in for flash-attn 4's `_flash_attn_fwd` / `_flash_attn_bwd` (which need a Hopper GPU):
+    the same calling convention, (B, T, H, D) layout, GQA, log-sum-exp of shape (B, H, T), computed
+    with plain torch, so the trainer's custom-op wrapper (fake shapes, autograd, compile) is tested."""
+
+    @staticmethod
+    def _heads(q, k, v):  # (B, H, T, D) float, K/V repeated to the query heads
+        rep = q.size(2) // k.size(2)
+        return [t.transpose(1, 2).float() for t in (q, k.repeat_interleave(rep, 2), v.repeat_interleave(rep, 2))]
+
+    @staticmethod
+    def _scores(qh, kh):
+        s = qh @ kh.mT / math.sqrt(qh.size(-1))
+        return s.masked_fill(torch.ones_like(s, dtype=torch.bool).triu(1), float("-inf"))
+
+    def _flash_attn_fwd(self, q, k, v, causal, return_lse):
+        assert causal and return_lse
+        qh, kh, vh = self._heads(q, k, v)
+        s = self._scores(qh, kh)
+        out = (s.softmax(-1) @ vh).transpose(1, 2).to(q.dtype)
+        return out, s.logsumexp(-1), None, None, None
+
+    def _flash_attn_bwd(self, q, k, v, out, dout, lse, causal):
+        # the textbook attention backward from the saved log-sum-exp (no autograd inside an op)
+        assert causal
+        qh, kh, vh = self._heads(q, k, v)
+        do, o = dout.transpose(1, 2).float(), out.transpose(1, 2).float()
+        p = (self._scores(qh, kh) - lse[..., None]).exp()
+        dv = p.mT @ do
+        ds = p * (do @ vh.mT - (do * o).sum(-1, keepdim=True)) / math.sqrt(q.size(-1))
+        dq, dk = ds @ kh, ds.mT @ qh
+        rep = q.size(2) // k.size(2)
+        fold = lambda g: g.unflatten(1, (k.size(2), rep)).sum(2).transpose(1, 2)  # noqa: E731
+        return dq.transpose(1, 2).to(q.dtype), fold(dk).to(k.dtype), fold(dv).to(v.dtype)
+
+
+def test_flash_attn_4_wrapper_matches_sdpa_in_eager_and_compiled(monkeypatch) -> None:
+    monkeypatch.setattr(T, "_fa4", _ReferenceFlashKernels())
+    attn = T._fa4_causal_op()
+    torch.manual_seed(0)
+    B, L, H, KV, D = 2, 16, 4, 2, 8
+    base = [torch.randn(B, L, h, D) for h in (H, KV, KV)]
+
+    def grads(fn):
+        q, k, v = (t.clone().requires_grad_() for t in base)
+        y = fn(q, k, v)
+        (y * torch.linspace(-1, 1, D)).sum().backward()
+        return y.detach(), q.grad, k.grad, v.grad
+
+    def sdpa(q, k, v):
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True
+        )
+        return y.transpose(1, 2)
+
+    want = grads(sdpa)
+    for got in (grads(attn), grads(torch.compile(attn, backend="aot_eager", fullgraph=True))):
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
