@@ -544,7 +544,9 @@ class _ReferenceFlashKernels:
     @staticmethod
     def _heads(q, k, v):  # (B, H, T, D) float, K/V repeated to the query heads
         rep = q.size(2) // k.size(2)
-        return [t.transpose(1, 2).float() for t in (q, k.repeat_interleave(rep, 2), v.repeat_interleave(rep, 2))]
+        return [
+            t.transpose(1, 2).float() for t in (q, k.repeat_interleave(rep, 2), v.repeat_interleave(rep, 2))
+        ]
 
     @staticmethod
     def _scores(qh, kh):
