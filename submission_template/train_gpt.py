@@ -158,7 +158,7 @@ class Hyperparameters:
         self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
         self.COMPILE_TUNING = _env("COMPILE_TUNING", False, bool)  # Inductor coordinate descent
-        self.MUON_COMPILE = _env("MUON_COMPILE", False, bool)  # compile the stacked Muon update
+        self.MUON_COMPILE = _env("MUON_COMPILE", cuda, bool)  # compile the stacked Muon update (+0.3-0.4%)
         self.NUM_THREADS = _env("NUM_THREADS", 0)  # CPU threads per process; 0 = cores / local procs
         # export (GPTQ issue)
         self.EXPORT_MODE = _env("EXPORT_MODE", "gptq")  # gptq | rtn (std clip, no GPTQ) | simple | none
