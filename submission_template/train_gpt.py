@@ -651,12 +651,43 @@ class GPT(nn.Module):
         )
 
 
+def flash_check(cfg: dict, device, flash=None) -> str:
+    """Why the flash kernel must not be used ("" when its output and gradients agree with SDPA on a
+    small causal GQA input): a broken or mismatched optional install costs speed, not the run."""
+    flash = flash or _flash_func
+    h, kv = cfg["NUM_HEADS"], cfg["NUM_KV_HEADS"]
+    d = cfg["MODEL_DIM"] // h
+    gen = torch.Generator(device=device).manual_seed(0)
+    qkv = [torch.randn(2, 256, n, d, device=device, generator=gen).bfloat16() for n in (h, kv, kv)]
+    outs = []
+    for fn in (flash, None):
+        q, k, v = (t.clone().requires_grad_() for t in qkv)
+        try:
+            if fn is None:
+                y = F.scaled_dot_product_attention(
+                    *(t.transpose(1, 2) for t in (q, k, v)), is_causal=True, enable_gqa=kv != h
+                ).transpose(1, 2)
+            else:
+                y = fn(q, k, v)
+                y = y[0] if isinstance(y, tuple) else y
+            y.float().square().sum().backward()
+        except Exception as e:
+            return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        outs.append([t.detach().float() for t in (y, q.grad, k.grad, v.grad)])
+    err = max(float((a - b).abs().max() / (b.abs().max() + 1e-6)) for a, b in zip(*outs, strict=True))
+    return "" if err < 0.05 else f"max relative difference to SDPA {err:.3g} (output or gradients)"
+
+
 def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
     model = GPT(cfg).to(rt.device)
+    flash = hp.USE_FLASH_ATTN and _flash_func is not None and rt.cuda
+    if flash and (why := flash_check(cfg, rt.device)):
+        rt.log(f"{FLASH_NAME} not used (PyTorch SDPA instead): it failed its check: {why}")
+        flash = False
     for m in model.modules():
         if isinstance(m, Attention):
             m.gqa_mode = hp.SDPA_GQA
-            m.use_flash = hp.USE_FLASH_ATTN and _flash_func is not None and rt.cuda
+            m.use_flash = flash
     return model
 
 
@@ -1465,7 +1496,7 @@ def train(hp: Hyperparameters, rt: Runtime) -> tuple[GPT, TrainStream, int, floa
     accum = grad_accum_steps(hp, rt.world)
     rt.log(
         f"model {hp.NUM_LAYERS}x{hp.MODEL_DIM} params {n_params:,d} world {rt.world} accum {accum} "
-        f"device {rt.device} attention {FLASH_NAME if _flash_func and hp.USE_FLASH_ATTN and rt.cuda else 'sdpa'} "
+        f"device {rt.device} attention {FLASH_NAME if model.blocks[0].attn.use_flash else 'sdpa'} "
         f"compile {hp.COMPILE} train tokens {stream.total:,d}"
     )
     opts = make_optimizers(model, hp, rt)

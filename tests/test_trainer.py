@@ -597,3 +597,25 @@ def test_flash_attn_4_wrapper_matches_sdpa_in_eager_and_compiled(monkeypatch) ->
     for got in (grads(attn), grads(torch.compile(attn, backend="aot_eager", fullgraph=True))):
         for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_flash_check_accepts_a_correct_kernel_and_names_why_it_refuses_others(monkeypatch) -> None:
+    monkeypatch.setattr(T, "_fa4", _ReferenceFlashKernels())
+    cfg = {"NUM_HEADS": 4, "NUM_KV_HEADS": 2, "MODEL_DIM": 32}
+    assert T.flash_check(cfg, "cpu", T._fa4_causal_op()) == ""
+
+    def broken(q, k, v):
+        raise RuntimeError("no kernel image is available for execution on the device\nmore detail")
+
+    assert (
+        T.flash_check(cfg, "cpu", broken)
+        == "RuntimeError: no kernel image is available for execution on the device"
+    )
+
+    def not_causal(q, k, v):
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), enable_gqa=True
+        )
+        return y.transpose(1, 2)
+
+    assert "max relative difference to SDPA" in T.flash_check(cfg, "cpu", not_causal)
