@@ -17,13 +17,14 @@ from harness.protocol import ENV_IMAGE
 FLASH_ATTN_DISTRIBUTIONS = ("flash_attn_3", "flash-attn-3", "flash-attn-4", "flash_attn", "flash-attn")
 
 
-def _dist_version(*names: str) -> str | None:
+def first_distribution(*names: str) -> tuple[str | None, str | None]:
+    """(name, version) of the first of ``names`` that is installed; (None, None) when none is."""
     for name in names:
         try:
-            return importlib.metadata.version(name)
+            return name, importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return None
+    return None, None
 
 
 def gpus() -> dict[str, Any]:
@@ -65,10 +66,12 @@ def sha256_bytes(data: bytes) -> str:
 
 def fingerprint(*, code_sha256: str, lock_sha256: str | None) -> dict[str, Any]:
     """Everything about this machine and software that could change a result."""
+    flash_dist, flash_version = first_distribution(*FLASH_ATTN_DISTRIBUTIONS)
     return {
         **gpus(),
         **torch_versions(),
-        "flash_attn_version": _dist_version(*FLASH_ATTN_DISTRIBUTIONS),
+        "flash_attn_version": flash_version,
+        "flash_attn_distribution": flash_dist,  # which pip name that version belongs to
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

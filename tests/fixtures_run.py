@@ -82,6 +82,7 @@ DEFAULT_FINGERPRINT: dict[str, Any] = {  # the keys of harness.fingerprint.finge
     "torch_version": "2.9.1+cu128",
     "cuda_version": "12.8",
     "flash_attn_version": "3.0.0b1",
+    "flash_attn_distribution": "flash_attn_3",
     "python_version": "3.11.7",
     "platform": "Linux-6.5.0-x86_64-with-glibc2.35",
     "cpu_count": 208,

@@ -8,6 +8,7 @@ packed-code tests run the original and the packed program side by side.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import math
 import os
@@ -20,11 +21,12 @@ from typing import Any
 import jsonschema
 import matplotlib.image
 import pytest
-from fixtures_run import DEFAULT_CODE, make_run_dir
+from fixtures_run import DEFAULT_CODE, DEFAULT_FINGERPRINT, make_run_dir
 
 from harness import stats
 from harness.cli import main as cli_main
 from harness.errors import PgolfError
+from harness.fingerprint import first_distribution
 from harness.package import (
     PLOT_FILE,
     READABLE_CODE_FILE,
@@ -354,7 +356,42 @@ def test_generated_requirements_follow_imports_and_fingerprint(tmp_path: Path) -
     run = make_run_dir(tmp_path / "run", code=code)
     req = (package(run, tmp_path / "records") / "requirements.txt").read_text()
     lines = [line for line in req.splitlines() if not line.startswith("#")]
-    assert lines == ["flash-attn==3.0.0b1", "numpy", "torch==2.9.1"]
+    # flash_attn_interface is flash-attn 3, whose pip name is flash_attn_3 (what the fingerprint found)
+    assert lines == ["flash_attn_3==3.0.0b1", "numpy", "torch==2.9.1"]
+
+
+def test_fingerprint_names_the_distribution_it_found() -> None:
+    assert first_distribution("surely-not-installed-pgolf", "numpy") == (
+        "numpy",
+        importlib.metadata.version("numpy"),
+    )
+    assert first_distribution("surely-not-installed-pgolf") == (None, None)
+
+
+def test_generated_requirements_pin_flash_attn_to_the_distribution_the_run_had(tmp_path: Path) -> None:
+    code = (
+        "import torch\n"
+        "try:\n    from flash_attn_interface import flash_attn_func\nexcept ImportError:\n    pass\n"
+        "try:\n    from flash_attn.cute import interface\nexcept ImportError:\n    pass\n"
+    )
+    fp = dict(DEFAULT_FINGERPRINT, flash_attn_version="4.0.0b36", flash_attn_distribution="flash-attn-4")
+    run = make_run_dir(tmp_path / "run", code=code, fingerprint=fp)
+    req = (package(run, tmp_path / "records") / "requirements.txt").read_text()
+    lines = [line for line in req.splitlines() if not line.startswith("#")]
+    assert lines == ["flash-attn-4==4.0.0b36", "flash_attn_3", "torch==2.9.1"]
+    # an older fingerprint that does not say whose version it is, and both imported: pin neither
+    fp.pop("flash_attn_distribution")
+    run = make_run_dir(tmp_path / "run2", code=code, fingerprint=fp)
+    req = (package(run, tmp_path / "records2") / "requirements.txt").read_text()
+    assert [line for line in req.splitlines() if not line.startswith("#")] == [
+        "flash-attn-4",
+        "flash_attn_3",
+        "torch==2.9.1",
+    ]
+    # an older fingerprint and a single flash-attn import: the version can only be that one's
+    run = make_run_dir(tmp_path / "run3", code="from flash_attn.cute import interface\n", fingerprint=fp)
+    req = (package(run, tmp_path / "records3") / "requirements.txt").read_text()
+    assert [line for line in req.splitlines() if not line.startswith("#")] == ["flash-attn-4==4.0.0b36"]
 
 
 # --------------------------------------------------------------------------- --pack-code
