@@ -283,7 +283,7 @@ def _distribution_of(module: str) -> str | None:
     return None
 
 
-_FLASH_DISTRIBUTIONS = {"flash_attn_3", "flash-attn-4", "flash-attn"}
+_FLASH_DISTRIBUTIONS = {d for m, d in _DISTRIBUTIONS.items() if m.split(".")[0].startswith("flash_attn")}
 
 
 def _pep503(name: str) -> str:

@@ -513,9 +513,14 @@ def _fa4_causal_op():
     return lambda q, k, v: fwd(q, k, v)[0]
 
 
+def _fa3_causal(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    y = _fa3_func(q, k, v, causal=True)
+    return y[0] if isinstance(y, tuple) else y  # some releases also return the log-sum-exp
+
+
 # the flash kernel in use (q, k, v, out: (B, T, H, D) bf16, causal) and its name for the log
 FLASH_NAME, _flash_func = (
-    ("flash-attn 3", lambda q, k, v: _fa3_func(q, k, v, causal=True))
+    ("flash-attn 3", _fa3_causal)
     if _fa3_func is not None
     else ("flash-attn 4 (cute)", _fa4_causal_op())
     if _fa4 is not None
@@ -549,9 +554,8 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.kv, self.hd)
         q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        if self.use_flash and _flash_func is not None and q.is_cuda:
+        if self.use_flash:  # set by build_model: a flash kernel that passed its check, on a GPU
             y = _flash_func(*(t.to(torch.bfloat16) for t in (q, k, v)))  # not autocast-aware
-            y = y[0] if isinstance(y, tuple) else y
         else:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             if self.gqa_mode == "repeat" and self.kv != self.h:
@@ -651,12 +655,12 @@ class GPT(nn.Module):
         )
 
 
-def flash_check(cfg: dict, device, flash=None) -> str:
+@functools.cache  # once per shape and device: standalone runs build several models
+def flash_check(h: int, kv: int, d: int, device, flash=None) -> str:
     """Why the flash kernel must not be used ("" when its output and gradients agree with SDPA on a
-    small causal GQA input): a broken or mismatched optional install costs speed, not the run."""
+    small causal GQA input of h query / kv key-value heads of size d): a broken or mismatched
+    optional install costs speed, not the run."""
     flash = flash or _flash_func
-    h, kv = cfg["NUM_HEADS"], cfg["NUM_KV_HEADS"]
-    d = cfg["MODEL_DIM"] // h
     gen = torch.Generator(device=device).manual_seed(0)
     qkv = [torch.randn(2, 256, n, d, device=device, generator=gen).bfloat16() for n in (h, kv, kv)]
     outs = []
@@ -669,7 +673,6 @@ def flash_check(cfg: dict, device, flash=None) -> str:
                 ).transpose(1, 2)
             else:
                 y = fn(q, k, v)
-                y = y[0] if isinstance(y, tuple) else y
             y.float().square().sum().backward()
         except Exception as e:
             return f"{type(e).__name__}: {e}".splitlines()[0][:200]
@@ -681,7 +684,8 @@ def flash_check(cfg: dict, device, flash=None) -> str:
 def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
     model = GPT(cfg).to(rt.device)
     flash = hp.USE_FLASH_ATTN and _flash_func is not None and rt.cuda
-    if flash and (why := flash_check(cfg, rt.device)):
+    h = cfg["NUM_HEADS"]
+    if flash and (why := flash_check(h, cfg["NUM_KV_HEADS"], cfg["MODEL_DIM"] // h, rt.device)):
         rt.log(f"{FLASH_NAME} not used (PyTorch SDPA instead): it failed its check: {why}")
         flash = False
     for m in model.modules():

@@ -603,14 +603,13 @@ def test_flash_attn_4_wrapper_matches_sdpa_in_eager_and_compiled(monkeypatch) ->
 
 def test_flash_check_accepts_a_correct_kernel_and_names_why_it_refuses_others(monkeypatch) -> None:
     monkeypatch.setattr(T, "_fa4", _ReferenceFlashKernels())
-    cfg = {"NUM_HEADS": 4, "NUM_KV_HEADS": 2, "MODEL_DIM": 32}
-    assert T.flash_check(cfg, "cpu", T._fa4_causal_op()) == ""
+    assert T.flash_check(4, 2, 8, "cpu", T._fa4_causal_op()) == ""
 
     def broken(q, k, v):
         raise RuntimeError("no kernel image is available for execution on the device\nmore detail")
 
     assert (
-        T.flash_check(cfg, "cpu", broken)
+        T.flash_check(4, 2, 8, "cpu", broken)
         == "RuntimeError: no kernel image is available for execution on the device"
     )
 
@@ -620,4 +619,4 @@ def test_flash_check_accepts_a_correct_kernel_and_names_why_it_refuses_others(mo
         )
         return y.transpose(1, 2)
 
-    assert "max relative difference to SDPA" in T.flash_check(cfg, "cpu", not_causal)
+    assert "max relative difference to SDPA" in T.flash_check(4, 2, 8, "cpu", not_causal)
