@@ -463,11 +463,11 @@ def channel_scale(x: Tensor, s: Tensor) -> Tensor:
 
 
 @functools.cache
-def _mix_norm_bwd_op():
-    """The backward of the block's input mix + rms_norm as one Triton kernel (CUDA only). Inductor
-    runs the forward at memory bandwidth, but splits this backward (a row norm plus two column
-    sums over all tokens for the mix weights) into several passes over the fp32 stream. Here every
-    element is read once: x, x0, dxm, dh in; dx, dx0 out; per-program column partial sums."""
+def _mix_norm_bwd_kernel():
+    """The backward of the block's input mix + rms_norm as one Triton kernel. Inductor runs the
+    forward at memory bandwidth but splits this backward (a row norm plus two column sums over all
+    tokens for the mix weights) into several passes over the fp32 stream. Here every element is
+    read once: x, x0, dxm, dh in; dx, dx0 out; column partial sums per program."""
     import triton
     import triton.language as tl
 
@@ -499,37 +499,57 @@ def _mix_norm_bwd_op():
         tl.store(PART + pid * 2 * D + cols, acc0)
         tl.store(PART + pid * 2 * D + D + cols, acc1)
 
-    @torch.library.triton_op("pgolf::mix_norm_bwd", mutates_args=())
-    def mix_norm_bwd(
-        x: Tensor, x0: Tensor, mix: Tensor, dxm: Tensor, dh: Tensor, scale: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def launch(x: Tensor, x0: Tensor, mix: Tensor, dxm: Tensor, dh: Tensor, scale: float):
         d = x.size(-1)
         rows, block_m = x.numel() // d, 16
         tiles = triton.cdiv(rows, block_m)
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        per_prog = triton.cdiv(tiles, 4 * sms)  # a few programs per SM; few column partial sums
+        per_prog = triton.cdiv(tiles, 4 * sms)  # a few programs per SM: few partial sums to add
         progs = triton.cdiv(tiles, per_prog)
         dx, dx0 = torch.empty_like(x), torch.empty_like(x0)
         part = torch.empty((progs, 2, d), device=x.device, dtype=torch.float32)
-        eps = torch.finfo(torch.float32).eps  # F.rms_norm's default for fp32 input
-        torch.library.wrap_triton(kernel)[(progs,)](
-            x, x0, mix, dxm, dh, dx, dx0, part, rows, scale, eps,
+        kernel[(progs,)](
+            x, x0, mix, dxm, dh, dx, dx0, part, rows, scale, RMS_EPS,
             D=d, BLOCK_M=block_m, TILES=per_prog, num_warps=8,
         )  # fmt: skip
-        return dx, dx0, part.sum(0).to(mix.dtype)
+        return dx, dx0, part.sum(0)
 
-    return mix_norm_bwd
+    return launch
+
+
+RMS_EPS = torch.finfo(torch.float32).eps  # F.rms_norm's default eps for fp32 input
+
+
+@torch.library.custom_op("pgolf::mix_norm_bwd", mutates_args=())
+def mix_norm_bwd(
+    x: Tensor, x0: Tensor, mix: Tensor, dxm: Tensor, dh: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of MixNorm: (dx, dx0, dmix) from the stream gradient dxm and the norm output's dh.
+    The Triton kernel on CUDA, the same formula in torch ops elsewhere (CPU tests check it)."""
+    if x.is_cuda:
+        return _mix_norm_bwd_kernel()(x, x0, mix, dxm, dh, scale)
+    xm = x * mix[0] + x0 * mix[1]
+    rstd = torch.rsqrt(xm.square().mean(-1, keepdim=True) + RMS_EPS)
+    n, g = xm * rstd, dh.float() * scale
+    dxm = dxm + rstd * (g - n * (g * n).mean(-1, keepdim=True))
+    dmix = torch.stack([(dxm * t).reshape(-1, t.size(-1)).sum(0) for t in (x, x0)])
+    return dxm * mix[0], dxm * mix[1], dmix
+
+
+@mix_norm_bwd.register_fake
+def _(x, x0, mix, dxm, dh, scale):
+    return torch.empty_like(x), torch.empty_like(x0), mix.new_empty(mix.shape)
 
 
 class MixNorm(torch.autograd.Function):
     """(x, x0) -> xm = mix[0] * x + mix[1] * x0 and h = rms_norm(xm) * scale in bf16 (what the
     autocast matmuls read). Forward in torch ops (Inductor fuses them with their neighbours);
-    backward in one Triton kernel (_mix_norm_bwd_op). CUDA only; same math as Block's torch path."""
+    backward in one op (mix_norm_bwd). For an fp32 stream; same math as Block's torch path."""
 
     @staticmethod
     def forward(ctx, x: Tensor, x0: Tensor, mix: Tensor, scale: float):
-        xm = x * mix[0].to(x.dtype) + x0 * mix[1].to(x.dtype)
-        h = F.rms_norm(xm.float(), (xm.size(-1),)) * scale
+        xm = x * mix[0] + x0 * mix[1]
+        h = F.rms_norm(xm, (xm.size(-1),)) * scale
         ctx.save_for_backward(x, x0, mix)
         ctx.scale = scale
         return xm, h.to(torch.bfloat16)
@@ -537,8 +557,7 @@ class MixNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dxm: Tensor, dh: Tensor):
         x, x0, mix = ctx.saved_tensors
-        args = (t.contiguous() for t in (x, x0, mix.float(), dxm, dh))
-        dx, dx0, dmix = _mix_norm_bwd_op()(*args, ctx.scale)
+        dx, dx0, dmix = mix_norm_bwd(*(t.contiguous() for t in (x, x0, mix, dxm, dh)), ctx.scale)
         return dx, dx0, dmix, None
 
 

@@ -33,6 +33,7 @@ def block_bench() -> dict:
     spec = importlib.util.spec_from_file_location("train_gpt", path)
     assert spec and spec.loader
     T = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = T  # torch.compile looks the module up by name
     spec.loader.exec_module(T)
     cfg = T.Hyperparameters().model_config()
     block = T.Block(cfg, 3).cuda()
