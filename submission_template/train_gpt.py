@@ -156,7 +156,6 @@ class Hyperparameters:
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
         self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
-        self.MIX_NORM_KERNEL = _env("MIX_NORM_KERNEL", True, bool)  # Triton backward of mix + norm (CUDA)
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
         self.COMPILE_TUNING = _env("COMPILE_TUNING", False, bool)  # Inductor coordinate descent
         self.MUON_COMPILE = _env("MUON_COMPILE", cuda, bool)  # compile the stacked Muon update (+0.3-0.4%)
@@ -462,105 +461,6 @@ def channel_scale(x: Tensor, s: Tensor) -> Tensor:
     return x * s.to(x.dtype)
 
 
-@functools.cache
-def _mix_norm_bwd_kernel():
-    """The backward of the block's input mix + rms_norm as one Triton kernel. Inductor runs the
-    forward at memory bandwidth but splits this backward (a row norm plus two column sums over all
-    tokens for the mix weights) into several passes over the fp32 stream. Here every element is
-    read once: x, x0, dxm, dh in; dx, dx0 out; column partial sums per program."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def kernel(X, X0, MIX, DXM, DH, DX, DX0, PART, rows, scale, eps,
-               D: tl.constexpr, BLOCK_M: tl.constexpr, TILES: tl.constexpr):  # fmt: skip
-        pid = tl.program_id(0)
-        cols = tl.arange(0, D)
-        m0 = tl.load(MIX + cols)[None, :]
-        m1 = tl.load(MIX + D + cols)[None, :]
-        acc0 = tl.zeros([D], dtype=tl.float32)
-        acc1 = tl.zeros([D], dtype=tl.float32)
-        for t in range(TILES):
-            r = (pid * TILES + t) * BLOCK_M + tl.arange(0, BLOCK_M)
-            ok = (r < rows)[:, None]
-            off = r.to(tl.int64)[:, None] * D + cols[None, :]
-            x = tl.load(X + off, mask=ok, other=0.0).to(tl.float32)
-            x0 = tl.load(X0 + off, mask=ok, other=0.0).to(tl.float32)
-            xm = x * m0 + x0 * m1
-            rstd = tl.rsqrt(tl.sum(xm * xm, axis=1) / D + eps)[:, None]
-            n = xm * rstd
-            g = tl.load(DH + off, mask=ok, other=0.0).to(tl.float32) * scale
-            dxm = tl.load(DXM + off, mask=ok, other=0.0).to(tl.float32)
-            dxm += rstd * (g - n * (tl.sum(g * n, axis=1) / D)[:, None])
-            tl.store(DX + off, dxm * m0, mask=ok)
-            tl.store(DX0 + off, dxm * m1, mask=ok)
-            acc0 += tl.sum(dxm * x, axis=0)
-            acc1 += tl.sum(dxm * x0, axis=0)
-        tl.store(PART + pid * 2 * D + cols, acc0)
-        tl.store(PART + pid * 2 * D + D + cols, acc1)
-
-    def launch(x: Tensor, x0: Tensor, mix: Tensor, dxm: Tensor, dh: Tensor, scale: float):
-        d = x.size(-1)
-        rows, block_m = x.numel() // d, 16
-        tiles = triton.cdiv(rows, block_m)
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        per_prog = triton.cdiv(tiles, 4 * sms)  # a few programs per SM: few partial sums to add
-        progs = triton.cdiv(tiles, per_prog)
-        dx, dx0 = torch.empty_like(x), torch.empty_like(x0)
-        part = torch.empty((progs, 2, d), device=x.device, dtype=torch.float32)
-        kernel[(progs,)](
-            x, x0, mix, dxm, dh, dx, dx0, part, rows, scale, RMS_EPS,
-            D=d, BLOCK_M=block_m, TILES=per_prog, num_warps=8,
-        )  # fmt: skip
-        return dx, dx0, part.sum(0)
-
-    return launch
-
-
-RMS_EPS = torch.finfo(torch.float32).eps  # F.rms_norm's default eps for fp32 input
-
-
-@torch.library.custom_op("pgolf::mix_norm_bwd", mutates_args=())
-def mix_norm_bwd(
-    x: Tensor, x0: Tensor, mix: Tensor, dxm: Tensor, dh: Tensor, scale: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of MixNorm: (dx, dx0, dmix) from the stream gradient dxm and the norm output's dh.
-    The Triton kernel on CUDA, the same formula in torch ops elsewhere (CPU tests check it)."""
-    if x.is_cuda:
-        return _mix_norm_bwd_kernel()(x, x0, mix, dxm, dh, scale)
-    xm = x * mix[0] + x0 * mix[1]
-    rstd = torch.rsqrt(xm.square().mean(-1, keepdim=True) + RMS_EPS)
-    n, g = xm * rstd, dh.float() * scale
-    dxm = dxm + rstd * (g - n * (g * n).mean(-1, keepdim=True))
-    dmix = torch.stack([(dxm * t).reshape(-1, t.size(-1)).sum(0) for t in (x, x0)])
-    return dxm * mix[0], dxm * mix[1], dmix
-
-
-@mix_norm_bwd.register_fake
-def _(x, x0, mix, dxm, dh, scale):
-    return torch.empty_like(x), torch.empty_like(x0), mix.new_empty(mix.shape)
-
-
-class MixNorm(torch.autograd.Function):
-    """(x, x0) -> xm = mix[0] * x + mix[1] * x0 and h = rms_norm(xm) * scale in bf16 (what the
-    autocast matmuls read). Forward in torch ops (Inductor fuses them with their neighbours);
-    backward in one op (mix_norm_bwd). For an fp32 stream; same math as Block's torch path."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, x0: Tensor, mix: Tensor, scale: float):
-        xm = x * mix[0] + x0 * mix[1]
-        h = F.rms_norm(xm, (xm.size(-1),)) * scale
-        ctx.save_for_backward(x, x0, mix)
-        ctx.scale = scale
-        return xm, h.to(torch.bfloat16)
-
-    @staticmethod
-    def backward(ctx, dxm: Tensor, dh: Tensor):
-        x, x0, mix = ctx.saved_tensors
-        dx, dx0, dmix = mix_norm_bwd(*(t.contiguous() for t in (x, x0, mix, dxm, dh)), ctx.scale)
-        return dx, dx0, dmix, None
-
-
 class Rotary(nn.Module):
     def __init__(self, dims: int, base: float) -> None:
         super().__init__()
@@ -690,18 +590,14 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
         self.ln_scale = 1.0 / math.sqrt(layer + 1)  # damps deep layers' inputs (a constant)
         self.parallel = 0 <= cfg["PARALLEL_FROM_LAYER"] <= layer
-        self.mix_norm_kernel = False  # set by build_model: MixNorm's Triton backward (CUDA, fp32 stream)
 
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
-        if self.mix_norm_kernel:
-            x, h = MixNorm.apply(x, x0, self.resid_mix, self.ln_scale)
-        else:
-            x = channel_scale(x, self.resid_mix[0]) + channel_scale(x0, self.resid_mix[1])
-            h = rms_norm(x) * self.ln_scale
+        x = channel_scale(x, self.resid_mix[0]) + channel_scale(x0, self.resid_mix[1])
         # attn_scale / mlp_scale are folded into the output projections (ScaledLinear)
         if self.parallel:  # both lanes read the same input
+            h = rms_norm(x) * self.ln_scale
             return x + self.attn(h, self.attn_scale) + self.mlp(h, self.mlp_scale)
-        x = x + self.attn(h, self.attn_scale)
+        x = x + self.attn(rms_norm(x) * self.ln_scale, self.attn_scale)
         return x + self.mlp(rms_norm(x) * self.ln_scale, self.mlp_scale)
 
 
@@ -792,22 +688,11 @@ def build_model(cfg: dict, hp: Hyperparameters, rt: Runtime) -> GPT:
     if flash and (why := flash_check(h, cfg["NUM_KV_HEADS"], cfg["MODEL_DIM"] // h, rt.device)):
         rt.log(f"{FLASH_NAME} not used (PyTorch SDPA instead): it failed its check: {why}")
         flash = False
-    mix_kernel = hp.MIX_NORM_KERNEL and rt.cuda and not model.resid_bf16 and _triton_available()
     for m in model.modules():
         if isinstance(m, Attention):
             m.gqa_mode = hp.SDPA_GQA
             m.use_flash = flash
-        if isinstance(m, Block):
-            m.mix_norm_kernel = mix_kernel
     return model
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------------

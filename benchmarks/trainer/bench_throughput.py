@@ -50,9 +50,6 @@ CONFIGS = {
     # third round: Inductor max-autotune (Triton GEMM templates with fused epilogues, when they win)
     "max_autotune": {"COMPILE": "1", "TORCHINDUCTOR_MAX_AUTOTUNE": "1"},
     "resid_bf16": {"COMPILE": "1", "RESID_BF16": "1"},
-    # fourth round: the block's mix + rms_norm backward in one Triton kernel (MixNorm) or Inductor's
-    "mix_kernel_on": {"COMPILE": "1", "USE_FLASH_ATTN": "0", "MIX_NORM_KERNEL": "1"},
-    "mix_kernel_off": {"COMPILE": "1", "USE_FLASH_ATTN": "0", "MIX_NORM_KERNEL": "0"},
 }
 STEPS = {"1": int(os.environ.get("BENCH_STEPS", "30")), "0": 12}  # compiled / eager steps
 WARM = {"1": 8, "0": 4}

@@ -1,18 +1,16 @@
 """The block's residual-mix + rms_norm (the trainer's largest Inductor kernels) in isolation on
 the GPU, against a plain fp32 copy as the achievable memory bandwidth: how far from the memory
-roofline is the compiled kernel, i.e. what a hand-written kernel could win (issue 6). Then one
-full-size trainer Block (compiled, bf16 autocast, forward + backward of a 131,072-token
-micro-batch) with the mix + norm backward in Inductor's kernels and in MixNorm's Triton kernel.
+roofline is the compiled kernel, i.e. what a hand-written kernel could win (issue 6). (runs/22-23
+also timed a full trainer Block with a hand-written Triton backward for this op, commit 553eb28:
+that kernel was removed again, RESULTS.md "Fourth round" says why.)
 
 usage: python benchmarks/trainer/norm_bench.py OUT_JSON   (on the GPU)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,35 +24,6 @@ M, D = 131072, 512
 def mix_norm(x, x0, m0, m1, s: float = 0.5):
     xm = x * m0 + x0 * m1
     return xm, (F.rms_norm(xm, (D,)) * s).to(torch.bfloat16)
-
-
-def block_bench() -> dict:
-    path = Path(__file__).resolve().parents[2] / "submission_template" / "train_gpt.py"
-    spec = importlib.util.spec_from_file_location("train_gpt", path)
-    assert spec and spec.loader
-    T = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = T  # torch.compile looks the module up by name
-    spec.loader.exec_module(T)
-    cfg = T.Hyperparameters().model_config()
-    block = T.Block(cfg, 3).cuda()
-    for p in block.parameters():
-        if p.dim() == 2 and p.numel() > 2 * D:
-            torch.nn.init.normal_(p, std=0.02)
-    x, x0 = (torch.randn(M // 2048, 2048, D, device="cuda", requires_grad=True) for _ in range(2))
-    g = torch.randn(M // 2048, 2048, D, device="cuda")
-
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            y = block(x, x0)
-        y.backward(g)
-
-    res = {}
-    for i, kernel in enumerate((False, True, False, True)):
-        block.mix_norm_kernel = kernel
-        torch._dynamo.reset()
-        fn = torch.compile(step)
-        res[f"block_fwd_bwd_ms_kernel{int(kernel)}_run{i}"] = cuda_ms(fn, min_ms=1500)
-    return res
 
 
 def main(out: str) -> None:
@@ -90,7 +59,6 @@ def main(out: str) -> None:
         "fwd_at_copy_bandwidth_ms": fwd_bytes / (copy_bytes / copy_ms),
         "fwd_bwd_at_copy_bandwidth_ms": (fwd_bytes + bwd_bytes) / (copy_bytes / copy_ms),
     }
-    res.update(block_bench())
     for k, v in res.items():
         print(f"{k:30s} {v if isinstance(v, str) else f'{v:.3f}'}")
     with open(out, "w") as f:
