@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import cuda_ms  # this directory (scripts run from here on sys.path)
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 B = int(os.environ.get("ATTN_B", "64"))
@@ -24,19 +25,6 @@ T = int(os.environ.get("ATTN_T", "2048"))
 H = int(os.environ.get("ATTN_H", "8"))
 KV = int(os.environ.get("ATTN_KV", "4"))
 D = int(os.environ.get("ATTN_D", "64"))
-
-
-def cuda_ms(fn, n: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(n):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / n
 
 
 def sdpa(backend):

@@ -13,6 +13,7 @@ import json
 import sys
 
 import torch
+from cuda_timing import cuda_ms  # this directory (scripts run from here on sys.path)
 
 M = 131072
 LAYERS = {  # name: (out features N, in features K, count per micro-batch)
@@ -23,25 +24,6 @@ LAYERS = {  # name: (out features N, in features K, count per micro-batch)
     "lm head": (8192, 512, 1),
 }
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
-
-
-def cuda_ms(fn, min_ms: float = 400.0) -> float:
-    """Mean time per call over a sustained burst (at least min_ms), after warmup."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    n = 10
-    while True:
-        start.record()
-        for _ in range(n):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        total = start.elapsed_time(end)
-        if total >= min_ms:
-            return total / n
-        n = max(n * 2, int(n * min_ms / max(total, 1e-3)) + 1)
 
 
 def rowwise(x: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,9 +45,9 @@ def bench_layer(name: str, n: int, k: int, count: int, quant) -> dict:
     g = torch.randn(M, n, device=dev, dtype=torch.bfloat16)
     flops = 2 * M * n * k
     bf16 = {
-        "fwd": cuda_ms(lambda: x @ w.t()),
-        "dgrad": cuda_ms(lambda: g @ w),
-        "wgrad": cuda_ms(lambda: g.t() @ x),
+        "fwd": cuda_ms(lambda: x @ w.t(), n=10, min_ms=400),
+        "dgrad": cuda_ms(lambda: g @ w, n=10, min_ms=400),
+        "wgrad": cuda_ms(lambda: g.t() @ x, n=10, min_ms=400),
     }
     xq, xs = quant(x, E4M3)
     wq, ws = quant(w, E4M3)
@@ -80,17 +62,17 @@ def bench_layer(name: str, n: int, k: int, count: int, quant) -> dict:
     gtq, gts = quant(g.t().contiguous(), grad_dtype)
     xtq, xts = quant(x.t().contiguous(), E4M3)
     fp8 = {
-        "fwd": cuda_ms(lambda: fp8_mm(xq, xs, wq, ws)),
-        "dgrad": cuda_ms(lambda: fp8_mm(gq, gs, wtq, wts)),
-        "wgrad": cuda_ms(lambda: fp8_mm(gtq, gts, xtq, xts)),
+        "fwd": cuda_ms(lambda: fp8_mm(xq, xs, wq, ws), n=10, min_ms=400),
+        "dgrad": cuda_ms(lambda: fp8_mm(gq, gs, wtq, wts), n=10, min_ms=400),
+        "wgrad": cuda_ms(lambda: fp8_mm(gtq, gts, xtq, xts), n=10, min_ms=400),
     }
     # accuracy of the FP8 forward against bf16 (relative Frobenius error)
     ref = x.float() @ w.float().t()
     err = ((fp8_mm(xq, xs, wq, ws).float() - ref).norm() / ref.norm()).item()
     err_bf16 = (((x @ w.t()).float() - ref).norm() / ref.norm()).item()
     q_ms = {
-        "x_e4m3": cuda_ms(lambda: quant(x, E4M3)),
-        "g": cuda_ms(lambda: quant(g, grad_dtype)),
+        "x_e4m3": cuda_ms(lambda: quant(x, E4M3), n=10, min_ms=400),
+        "g": cuda_ms(lambda: quant(g, grad_dtype), n=10, min_ms=400),
     }
     row = {
         "layer": name,

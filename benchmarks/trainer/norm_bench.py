@@ -14,9 +14,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from fp8_bench import cuda_ms
+from cuda_timing import cuda_ms  # this directory (scripts run from here on sys.path)
 
 M, D = 131072, 512
 
@@ -31,9 +29,9 @@ def main(out: str) -> None:
     x, x0 = (torch.randn(M, D, device=dev) for _ in range(2))
     m0, m1 = (torch.randn(D, device=dev, requires_grad=True) for _ in range(2))
     fwd = torch.compile(mix_norm, dynamic=False)
-    copy_ms = cuda_ms(lambda: x.clone())
+    copy_ms = cuda_ms(lambda: x.clone(), n=10, min_ms=400)
     with torch.no_grad():
-        fwd_ms = cuda_ms(lambda: fwd(x, x0, m0, m1))
+        fwd_ms = cuda_ms(lambda: fwd(x, x0, m0, m1), n=10, min_ms=400)
     elem = M * D
     copy_bytes = 8 * elem
     fwd_bytes = (4 + 4 + 4 + 2) * elem  # read x, x0; write xm (fp32), h (bf16)
@@ -45,7 +43,7 @@ def main(out: str) -> None:
         xm, h = fwd(xg, x0g, m0, m1)
         torch.autograd.backward((xm, h), (g_xm, g_h))
 
-    both_ms = cuda_ms(fwd_bwd)
+    both_ms = cuda_ms(fwd_bwd, n=10, min_ms=400)
     # backward at least: read x, x0, g_xm (fp32), g_h (bf16); write dx, dx0 (fp32)
     bwd_bytes = (4 * 3 + 2 + 4 * 2) * elem
     res = {
