@@ -286,7 +286,8 @@ def _distribution_of(module: str) -> str | None:
 _FLASH_DISTRIBUTIONS = {d for m, d in _DISTRIBUTIONS.items() if m.split(".")[0].startswith("flash_attn")}
 
 
-def _pep503(name: str) -> str:
+def normalize_distribution(name: str) -> str:
+    """A pip distribution name in PEP 503 form, so "flash_attn_3" and "Flash-Attn-3" compare equal."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -298,7 +299,7 @@ def _flash_attn_pins(fp: Mapping[str, Any], version: str | None, dists: list[str
     named = fp.get("flash_attn_distribution")
     imported = [d for d in dists if d in _FLASH_DISTRIBUTIONS]
     if named:
-        owner = [d for d in imported if _pep503(d) == _pep503(str(named))]
+        owner = [d for d in imported if normalize_distribution(d) == normalize_distribution(str(named))]
     else:
         owner = imported if len(imported) == 1 else []
     return {d: version.split("+")[0] for d in owner}

@@ -31,6 +31,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 import harness
+from harness.package import normalize_distribution
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -45,10 +46,6 @@ BUILD_TIMEOUT_S = 3000
 WHEEL_PORT = 38651
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _dockerfile_args() -> dict[str, str]:
     """Default values of the Dockerfile's ARGs (the last declaration with a value wins)."""
     args: dict[str, str] = {}
@@ -61,7 +58,7 @@ def _lock_pins() -> dict[str, list[str]]:
     """name -> every version pinned for it (a universal lock may pin one per Python version)."""
     pins: dict[str, list[str]] = {}
     for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", LOCK.read_text(), re.M):
-        pins.setdefault(_norm(m.group(1)), []).append(m.group(2))
+        pins.setdefault(normalize_distribution(m.group(1)), []).append(m.group(2))
     return pins
 
 
@@ -107,10 +104,12 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     pins = _lock_pins()
     for spec in pyproject["project"]["dependencies"]:
         req = Requirement(spec)
-        if _norm(req.name) == "torch":
+        if normalize_distribution(req.name) == "torch":
             continue  # pinned in the Dockerfile from the PyTorch index
-        assert _norm(req.name) in pins, f"{req.name} (pyproject.toml) is not in {LOCK.name}: regenerate it"
-        for version in pins[_norm(req.name)]:
+        assert normalize_distribution(req.name) in pins, (
+            f"{req.name} (pyproject.toml) is not in {LOCK.name}: regenerate it"
+        )
+        for version in pins[normalize_distribution(req.name)]:
             assert req.specifier.contains(Version(version)), (
                 f"{LOCK.name} pins {req.name}=={version}, wants {spec}"
             )
@@ -124,9 +123,11 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
 
 def test_requirements_in_is_pyproject_without_torch() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    wanted = {_norm(Requirement(s).name) for s in pyproject["project"]["dependencies"]} - {"torch"}
+    wanted = {normalize_distribution(Requirement(s).name) for s in pyproject["project"]["dependencies"]} - {
+        "torch"
+    }
     listed = {
-        _norm(Requirement(ln).name)
+        normalize_distribution(Requirement(ln).name)
         for ln in REQ_IN.read_text().splitlines()
         if ln.strip() and not ln.lstrip().startswith("#")
     }
