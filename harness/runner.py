@@ -75,6 +75,7 @@ from harness.results import (
     write_result,
 )
 from harness.rules import PHASE_WALLS, RULES
+from harness.sandbox import DATA as SANDBOX_DATA
 from harness.sandbox import Bind, PhaseInputs, SandboxLevel, bwrap_argv, host_facts, phase_spec, sandbox_level
 from harness.shards import ShardError, list_dataset
 
@@ -685,7 +686,7 @@ class SeedRunner:
                 {ENV_DATA_PATH: str(staged), "HOME": str(private / "home"), "TMPDIR": str(private / "tmp")}
             )
             return self._phase(phase, env=env, cwd=code, limit=limit, log=log)
-        env[ENV_DATA_PATH] = "/pgolf/data"
+        env[ENV_DATA_PATH] = str(SANDBOX_DATA)
         cfg = self.cfg
         inputs = PhaseInputs(
             code_dir=code,
@@ -851,7 +852,9 @@ class SeedRunner:
     ) -> list[dict[str, Any]]:
         lim, w, strict = self.cfg.limits, self.witness, self.cfg.policy == "strict"
         out: list[Verdict] = []
-        add = lambda *a: out.append(Verdict(*a))  # noqa: E731
+
+        def add(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> None:
+            out.append(Verdict(rule, verdict, measured, limit, detail))
 
         def timed(rule: str, measured: float | None, limit: float, marked: bool, phase: str) -> None:
             if measured is None:

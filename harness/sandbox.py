@@ -48,7 +48,9 @@ TOKENIZER = ROOT / "tokenizer"
 
 # Host folders that make up "the system", bound read-only at the same place.
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
-DOCKER_FLAGS = "--security-opt seccomp=unconfined --security-opt apparmor=unconfined"
+# Docker's default seccomp and AppArmor profiles refuse the namespaces and mounts bwrap
+# needs, and its masked /proc paths forbid mounting a new /proc.
+DOCKER_FLAGS = "--security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined"
 
 
 @dataclass(frozen=True)

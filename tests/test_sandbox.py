@@ -187,14 +187,14 @@ def test_files_left_in_tmp_shm_and_home_never_reach_eval(tmp_path: Path, data_di
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
-def test_a_symlink_or_fifo_in_the_artifact_fails_the_seed(tmp_path: Path, data_dir: Path, policy: str) -> None:
+def test_a_symlink_or_fifo_in_the_artifact_fails_the_seed(
+    tmp_path: Path, data_dir: Path, policy: str
+) -> None:
     need_bwrap()
     proc, result, _ = run_cheat(tmp_path, data_dir, "symlink_artifact", policy)
     assert proc.returncode == 1
     assert result["status"] == "failed"
-    assert result["reason"] == (
-        "ARTIFACT_DIR may hold only regular files: more is a symlink, pipe is a FIFO"
-    )
+    assert result["reason"] == ("ARTIFACT_DIR may hold only regular files: more is a symlink, pipe is a FIFO")
     assert verdicts(result)["artifact_files"] == "fail"
     assert result["model_bytes"] == 1000  # only the regular file counts
     assert result["eval_phase_wall_s"] is None  # eval never got it
@@ -237,7 +237,9 @@ def test_a_libc_level_connection_never_arrives(tmp_path: Path, data_dir: Path, p
         listener.listen(1)
         listener.settimeout(0.5)
         port = listener.getsockname()[1]
-        proc, result, log = run_cheat(tmp_path, data_dir, "libc_connect", policy, "--env", f"CHEAT_PORT={port}")
+        proc, result, log = run_cheat(
+            tmp_path, data_dir, "libc_connect", policy, "--env", f"CHEAT_PORT={port}"
+        )
         with pytest.raises(socket.timeout):
             listener.accept()
     assert log.count("cheat: libc connect refused") == 2  # train and eval
@@ -249,9 +251,11 @@ def test_a_libc_level_connection_never_arrives(tmp_path: Path, data_dir: Path, p
 
 
 @pytest.mark.slow
-def test_without_the_sandbox_every_isolation_verdict_is_not_verifiable(tmp_path: Path, data_dir: Path) -> None:
+def test_without_the_sandbox_every_isolation_verdict_is_not_verifiable(
+    tmp_path: Path, data_dir: Path
+) -> None:
     mark = uuid.uuid4().hex
-    proc, result, log = run_cheat(
+    proc, result, _ = run_cheat(
         tmp_path, data_dir, "outlive", "challenge", "--no-sandbox", "--env", f"CHEAT_MARK={mark}"
     )
     assert proc.returncode == 0, proc.stderr
@@ -264,7 +268,9 @@ def test_without_the_sandbox_every_isolation_verdict_is_not_verifiable(tmp_path:
 
 
 @pytest.mark.slow
-def test_without_the_sandbox_a_changed_val_shard_fails_the_seed_before_eval(tmp_path: Path, data_dir: Path) -> None:
+def test_without_the_sandbox_a_changed_val_shard_fails_the_seed_before_eval(
+    tmp_path: Path, data_dir: Path
+) -> None:
     proc, result, log = run_cheat(tmp_path, data_dir, "write_data", "challenge", "--no-sandbox")
     assert "cheat: overwrite source val WON" in log  # nothing stops it here...
     assert proc.returncode == 1
@@ -304,10 +310,17 @@ def inputs(**kw: Any) -> PhaseInputs:
 
 def test_spec_shows_the_system_read_only_and_masks_data_and_runs_under_it() -> None:
     spec = phase_spec(inputs(), HOST)
-    assert spec.system == (PurePosixPath("/usr"), PurePosixPath("/etc"), PurePosixPath("/srv"), PurePosixPath("/venv"))
+    assert spec.system == (
+        PurePosixPath("/usr"),
+        PurePosixPath("/etc"),
+        PurePosixPath("/srv"),
+        PurePosixPath("/venv"),
+    )
     # /srv shows the data and the run dir: both masked; /elsewhere is not shown at all.
     assert [str(m.dest) for m in spec.masks] == ["/srv/data", "/srv/run"]
-    assert Bind(Path("/srv/data/fineweb_train_000000.bin"), DATA / "fineweb_train_000000.bin") in spec.ro_binds
+    assert (
+        Bind(Path("/srv/data/fineweb_train_000000.bin"), DATA / "fineweb_train_000000.bin") in spec.ro_binds
+    )
     assert spec.rw_binds == (Bind(Path("/srv/run/seed1/artifact"), ARTIFACT),)
     env = dict(spec.env)
     assert env["ARTIFACT_DIR"] == str(ARTIFACT) and env["HOME"] == "/pgolf/home" and env["SEED"] == "1"
@@ -321,7 +334,10 @@ def test_eval_spec_gets_the_artifact_read_only_and_extra_binds_writable() -> Non
             artifact_writable=False,
             out_dir=Path("/srv/run/.stage/seed1/eval_out"),
             extra_binds=(Bind(sock_dir, PurePosixPath("/pgolf/score")),),
-            env={"RESULT_PATH": "/srv/run/.stage/seed1/eval_out/result.json", "PGOLF_SCORE_SOCKET": f"{sock_dir}/s"},
+            env={
+                "RESULT_PATH": "/srv/run/.stage/seed1/eval_out/result.json",
+                "PGOLF_SCORE_SOCKET": f"{sock_dir}/s",
+            },
         ),
         HOST,
     )
@@ -336,7 +352,14 @@ def test_eval_spec_gets_the_artifact_read_only_and_extra_binds_writable() -> Non
 
 def test_argv_orders_private_mounts_system_masks_then_the_phase() -> None:
     argv = bwrap_argv(phase_spec(inputs(), HOST), ["python", "train_gpt.py"], "/opt/bwrap")
-    assert argv[:6] == ["/opt/bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--proc", "/proc"]
+    assert argv[:6] == [
+        "/opt/bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--proc",
+        "/proc",
+    ]
     assert "--share-net" not in argv
     joined = " ".join(argv)
 
@@ -344,7 +367,9 @@ def test_argv_orders_private_mounts_system_masks_then_the_phase() -> None:
         assert fragment in joined, fragment
         return joined.index(fragment)
 
-    assert at("--tmpfs /tmp") < at("--ro-bind /srv /srv") < at("--tmpfs /srv/data") < at("--ro-bind /srv/data/")
+    assert (
+        at("--tmpfs /tmp") < at("--ro-bind /srv /srv") < at("--tmpfs /srv/data") < at("--ro-bind /srv/data/")
+    )
     assert at("--dev /dev") < at("--dev-bind /dev/nvidia0 /dev/nvidia0")
     assert at("--symlink usr/lib /lib") < at("--remount-ro /")
     assert argv[-3:] == ["--", "python", "train_gpt.py"]
@@ -360,3 +385,26 @@ def test_inventory_counts_regular_files_and_names_everything_else(tmp_path: Path
     inv = inventory(tmp_path)
     assert inv.files == (("b.bin", 5), ("sub/a.bin", 10)) and inv.bytes == 15
     assert inv.refused == (("fifo", "FIFO"), ("link", "symlink"))
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_named_with_the_docker_flags(tmp_path: Path) -> None:
+    # What bwrap says under Docker's default seccomp profile, from a stand-in binary.
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from harness.sandbox import sandbox_level as s; l = s(); print(l.name, l.reason)",
+        ],
+        env={**os.environ, "PGOLF_BWRAP": str(fake)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.strip() == (
+        "none bwrap cannot create namespaces here (bwrap: No permissions to creating new namespace); in Docker "
+        "run with --security-opt seccomp=unconfined --security-opt apparmor=unconfined "
+        "--security-opt systempaths=unconfined"
+    )

@@ -41,6 +41,16 @@ def say(what, result):
     print(f"cheat: {what} {result}", flush=True)
 
 
+def read(path, n=64):
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def write(path, data, mode="wb"):
+    with open(path, mode) as f:
+        return f.write(data)
+
+
 def attempt(what, fn):
     try:
         got = fn()
@@ -54,22 +64,30 @@ def attempt(what, fn):
 def read_other_split(target):
     folder, name = os.path.split(target)
     got = [
-        attempt("open", lambda: open(target, "rb").read(64)),
-        attempt("dir_fd", lambda: os.read(os.open(name, os.O_RDONLY, dir_fd=os.open(folder, os.O_RDONLY)), 64)),
+        attempt("open", lambda: read(target)),
+        attempt(
+            "dir_fd", lambda: os.read(os.open(name, os.O_RDONLY, dir_fd=os.open(folder, os.O_RDONLY)), 64)
+        ),
     ]
-    link = os.path.join(os.environ["ARTIFACT_DIR"], "linked.bin") if os.environ["PGOLF_PHASE"] == "train" else None
+    link = (
+        os.path.join(os.environ["ARTIFACT_DIR"], "linked.bin")
+        if os.environ["PGOLF_PHASE"] == "train"
+        else None
+    )
     if link:
-        got.append(attempt("link", lambda: (os.link(target, link), open(link, "rb").read(64))[1]))
+        got.append(attempt("link", lambda: (os.link(target, link), read(link))[1]))
     cat = subprocess.run(["cat", target], capture_output=True)
     say("cat", f"WON {len(cat.stdout)} bytes" if cat.returncode == 0 else "refused")
-    return b"".join(g for g in got if isinstance(g, bytes)) + (cat.stdout[:64] if cat.returncode == 0 else b"")
+    return b"".join(g for g in got if isinstance(g, bytes)) + (
+        cat.stdout[:64] if cat.returncode == 0 else b""
+    )
 
 
 def write_data():
     val = os.environ["CHEAT_VAL_FILE"]
-    attempt("overwrite source val", lambda: open(val, "r+b").write(b"\0" * 64))
+    attempt("overwrite source val", lambda: write(val, b"\0" * 64, "r+b"))
     own = os.path.join(os.environ["DATA_PATH"], sorted(os.listdir(os.environ["DATA_PATH"]))[0])
-    attempt("overwrite own shard", lambda: open(own, "r+b").write(b"\0" * 64))
+    attempt("overwrite own shard", lambda: write(own, b"\0" * 64, "r+b"))
 
 
 def outlive():
@@ -94,7 +112,7 @@ def leave_files():
     for p in HIDDEN:
         p = os.path.expanduser(p)
         os.makedirs(os.path.dirname(p), exist_ok=True)
-        attempt(f"leave {p}", lambda p=p: open(p, "wb").write(os.urandom(3_000_000)))
+        attempt(f"leave {p}", lambda p=p: write(p, os.urandom(3_000_000)))
 
 
 def look_for_hidden():
@@ -121,7 +139,9 @@ def symlink_artifact():
 def libc_connect():
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
-    addr = struct.pack("!HH4s8x", socket.AF_INET, int(os.environ["CHEAT_PORT"]), socket.inet_aton("127.0.0.1"))
+    addr = struct.pack(
+        "!HH4s8x", socket.AF_INET, int(os.environ["CHEAT_PORT"]), socket.inet_aton("127.0.0.1")
+    )
     # sockaddr_in's family is host byte order: pack it again natively.
     addr = struct.pack("=H", socket.AF_INET) + addr[2:]
     rc = libc.connect(fd, addr, len(addr))
