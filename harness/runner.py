@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -296,6 +296,7 @@ class Walls:
     sandbox: str  # bwrap | none
     reason: str  # what bwrap gave, or why there was no sandbox
     violations: tuple[str, ...] = ()
+    leftovers: tuple[str, ...] = ()  # processes that outlived a phase (only without the sandbox)
 
     @classmethod
     def of(cls, level: SandboxLevel) -> Walls:
@@ -306,10 +307,11 @@ class Walls:
         return self.sandbox == "bwrap"
 
     def with_violation(self, what: str) -> Walls:
-        return Walls(self.sandbox, self.reason, (*self.violations, what))
+        return replace(self, violations=(*self.violations, what))
 
     def with_leftovers(self, phase: str, n: int) -> Walls:
-        return self.with_violation(f"{phase}: {n} process(es) outlived the phase (killed)")
+        what = f"{phase}: {n} process(es) outlived the phase (killed)"
+        return replace(self, violations=(*self.violations, what), leftovers=(*self.leftovers, what))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -324,7 +326,7 @@ class Walls:
     def verdicts(self, *, eval_ran: bool, artifact_changed: bool | None) -> list[Verdict]:
         if not self.sandboxed:
             why = f"no sandbox: {self.reason}"
-            left = [v for v in self.violations if "outlived" in v]
+            left = self.leftovers
             return [
                 Verdict(
                     "isolation_network", "not-verifiable", "none", None, f"{why}; the network was not cut"

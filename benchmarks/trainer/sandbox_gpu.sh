@@ -3,7 +3,7 @@
 # NCCL when NPROC > 1) inside the bubblewrap sandbox and the same run with --no-sandbox, in one
 # call; prints each run's isolation and step time, and their ratio.
 # Run from the repo root after gpu_prep.sh (data in /tmp/pg/all, brotli in /tmp/site).
-# Carried besides gpu_prep.sh's files: .carry/bubblewrap_*.deb (here: `apt-get download bubblewrap`),
+# Carried besides gpu_prep.sh's files: .carry/deb/bubblewrap_*.deb (as for bwrap_probe.sh; `apt-get download bubblewrap`),
 # unpacked with dpkg -x into /tmp/bwrap (no network, no apt there); the harness finds it via PGOLF_BWRAP.
 # Knobs: NPROC (default 1), TRAIN_S (training seconds, default 60), OUT (results folder, default /tmp/sandbox_gpu).
 set -euo pipefail
@@ -12,9 +12,15 @@ NPROC=${NPROC:-1}
 TRAIN_S=${TRAIN_S:-60}
 OUT=${OUT:-/tmp/sandbox_gpu}
 mkdir -p /tmp/bwrap "$OUT"
-dpkg -x "$(ls .carry/bubblewrap_*.deb | head -1)" /tmp/bwrap
+dpkg -x "$(ls .carry/deb/bubblewrap_*.deb .carry/bubblewrap_*.deb 2>/dev/null | head -1)" /tmp/bwrap
 export PGOLF_BWRAP=/tmp/bwrap/usr/bin/bwrap
 export PYTHONPATH=/tmp/site:$R${PYTHONPATH:+:$PYTHONPATH}
+# `pgolf run` itself needs jsonschema and rich: from carried wheels when the image lacks them
+# (.whl/, e.g. `pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
+#  jsonschema rich -d .whl` on a machine with PyPI).
+if ! python3 -c 'import jsonschema, rich' 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+fi
 "$PGOLF_BWRAP" --version
 python3 -c 'from harness.sandbox import sandbox_level as s; l = s(); print("sandbox:", l.name, "-", l.reason)'
 TOK=$(ls "$R"/.carry/*caseops*.model | head -1)
