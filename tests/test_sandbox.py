@@ -408,3 +408,42 @@ def test_a_bwrap_that_cannot_make_namespaces_is_named_with_the_docker_flags(tmp_
         "run with --security-opt seccomp=unconfined --security-opt apparmor=unconfined "
         "--security-opt systempaths=unconfined"
     )
+
+
+def test_scored_data_is_checked_against_the_fetch_lock_else_against_its_own_sha256(data_dir: Path) -> None:
+    from harness.fetch import write_lock
+    from harness.isolation import changed_files, data_digests
+
+    val = [data_dir / "fineweb_val_000000.bin", data_dir / "fineweb_val_bytes_000000.bin"]
+    lock = data_dir.parent / "tiny.lock.json"
+    entries = [{"path": f"data/{p.name}", "sha256": sha(p)} for p in val]
+    write_lock(lock, {"files": entries})
+    digests = data_digests(val, lock)
+    assert digests.source == f"fetch lock {lock}" and changed_files(digests) == []
+    # The lock is the truth: a file that differs from it is caught even if it never changed here.
+    write_lock(lock, {"files": [{**entries[0], "sha256": "0" * 64}, entries[1]]})
+    assert changed_files(data_digests(val, lock)) == [str(val[0].resolve())]
+    # A lock that does not list the files: the sha256 the harness takes itself.
+    write_lock(lock, {"files": entries[1:]})
+    own = data_digests(val, lock)
+    assert own.source == "taken before the train phase" and changed_files(own) == []
+    val[1].write_bytes(val[1].read_bytes()[:-2] + b"\x07\x00")
+    assert changed_files(own) == [str(val[1].resolve())]
+
+
+def test_train_clock_runs_from_the_earliest_start_to_the_latest_end_then_measures_the_export() -> None:
+    from harness.launch import PhaseOutcome
+    from harness.runner import TrainClock, Witness
+
+    phase = PhaseOutcome(phase="train", returncode=0, start_t=0.0, end_t=20.0)
+    clock = TrainClock.of(Witness(train_start=2.0, train_end=9.5), phase)
+    assert (clock.train_time_s, clock.export_time_s) == (7.5, 10.5)
+    v = clock.export_verdict(10.0)
+    assert (v.verdict, v.measured, v.limit) == ("fail", 10.5, 10.0)
+    assert (
+        v.detail
+        == "10.500 s from the last train_end to the train phase's exit (export), over the 10 s allowance"
+    )
+    assert clock.export_verdict(120.0).verdict == "pass"
+    unmarked = TrainClock.of(Witness(train_start=2.0), phase)  # no train_end: the whole phase is training
+    assert (unmarked.train_time_s, unmarked.export_time_s, unmarked.marked) == (20.0, None, False)
