@@ -108,7 +108,8 @@ class Facts:
     flash_attn_error: str | None = None
     brotli_version: str | None = None
     tools: dict[str, str | None] = field(default_factory=dict)
-    netns: bool | None = None
+    sandbox: bool | None = None  # bwrap makes a phase's namespaces here
+    sandbox_detail: str = ""
     shm_bytes: int | None = None
     data_dir: str = ""
     free_bytes: int | None = None
@@ -375,24 +376,19 @@ def evaluate(f: Facts) -> list[Check]:
             add(Check(tool, "pass", path))
         else:
             add(Check(tool, "warn", f"not found: {why} cannot be built or checked here"))
-    if not f.tools.get("unshare"):
-        add(
-            Check("isolation", "warn", "unshare not found: eval isolation falls back to the in-process guard")
-        )
-    elif f.netns is False:
+    if f.sandbox:
+        add(Check("isolation", "pass", f"every phase in a sandbox: {f.sandbox_detail}"))
+    elif f.sandbox is False:
         add(
             Check(
                 "isolation",
                 "warn",
-                "unshare cannot create a network namespace here (user namespaces blocked, e.g. Docker's "
-                "default seccomp profile): eval isolation falls back to the in-process guard; "
-                "`docker run --security-opt seccomp=unconfined` allows the namespace",
+                f"no sandbox: {f.sandbox_detail}; runs go on unsandboxed and every isolation verdict is "
+                "not-verifiable",
             )
         )
-    elif f.netns:
-        add(Check("isolation", "pass", "network namespace for the eval phase (unshare)"))
     else:
-        add(Check("isolation", "warn", "network namespace support not probed"))
+        add(Check("isolation", "warn", "sandbox support not probed"))
 
     if f.shm_bytes is not None:
         if f.shm_bytes < MIN_SHM_BYTES:
@@ -617,14 +613,12 @@ def gather_facts(data_dir: Path, variant: str = "caseops", need_bytes: int = DEF
     )
     _gather_gpus(f)
     _gather_python_packages(f)
-    f.tools = {tool: shutil.which(tool) for tool in ("lrzip", "zstd", "unshare")}
-    if f.tools["unshare"]:
-        try:
-            from harness.isolation import netns_available
+    f.tools = {tool: shutil.which(tool) for tool in ("lrzip", "zstd")}
+    from harness.sandbox import find_bwrap, sandbox_level
 
-            f.netns = netns_available()
-        except ImportError:
-            f.netns = None
+    f.tools["bwrap"] = find_bwrap()
+    level = sandbox_level()
+    f.sandbox, f.sandbox_detail = level.available, level.reason
     try:
         f.shm_bytes = shutil.disk_usage("/dev/shm").total
     except OSError:

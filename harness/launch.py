@@ -4,16 +4,19 @@ The harness is the only clock: every output line is stamped with ``time.monotoni
 the moment the harness reads it, and ``:::PGOLF`` events are written to
 ``events.jsonl`` with that stamp, never with a time the trainer reports.
 
-Killing: torchrun starts each rank in its own session, so killing torchrun's
-process group does not reach the ranks. Every process of a phase carries a unique
-token in its environment (``PGOLF_KILL_TOKEN``), and a kill signals the launched
-process's descendants *and* every process of this user that carries the token (an
-orphaned rank re-parented to init included): TERM, a grace period, then KILL.
+Killing: a phase's processes are the launched process's descendants. The harness is
+a child subreaper (``PR_SET_CHILD_SUBREAPER``), so a process that double-forks or
+calls ``setsid`` is re-parented to the harness, not to init, and is still found (by
+its start time, no earlier than the phase's). A kill sends TERM to all of them, waits
+a grace period, then KILL. Inside the sandbox this is only the polite part: when the
+phase's first process ends, its PID namespace ends and the kernel kills the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import math
 import os
@@ -22,7 +25,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from typing import IO, Any
 
 from harness.protocol import parse_event
 
-KILL_TOKEN_ENV = "PGOLF_KILL_TOKEN"
+PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_KILL_GRACE_S = 5.0
 TAIL_LINES = 200
 
@@ -68,20 +70,21 @@ class Clock:
         return time.monotonic() - self.origin
 
 
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields of /proc/PID/stat after the command name (which may hold spaces or parentheses)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
 def _proc_children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may contain spaces or parentheses: fields start after the last ')'.
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        if len(rest) >= 2:
-            children.setdefault(int(rest[1]), []).append(int(entry))
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None and len(fields) >= 2:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     return children
 
 
@@ -98,32 +101,33 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-def processes_with_token(token: str) -> set[int]:
-    """Pids of this user's processes whose environment carries ``PGOLF_KILL_TOKEN=token``."""
-    needle = f"{KILL_TOKEN_ENV}={token}".encode()
-    found: set[int] = set()
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.add(int(entry))
-    return found
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None  # field 22: starttime
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    state = stat[stat.rfind(b")") + 2 :][:1]
-    return state not in (b"Z", b"X")  # a zombie holds no memory and no GPU
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in (b"Z", b"X")  # a zombie holds no memory and no GPU
+
+
+def become_subreaper() -> bool:
+    """Orphans of this process's descendants come back to it (Linux >= 3.4)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+@dataclass(frozen=True)
+class PhaseProcesses:
+    """How to find a phase's processes: under the launched one, or orphans re-parented to us."""
+
+    root: int
+    since: int  # start time (clock ticks since boot) of the launched process
+
+    def alive(self) -> set[int]:
+        found = _descendants(self.root) | {self.root}
+        found |= {p for p in _descendants(os.getpid()) if (_start_ticks(p) or -1) >= self.since}
+        return {p for p in found if _alive(p)}
 
 
 def _signal_all(pids: set[int], sig: int) -> None:
@@ -132,37 +136,38 @@ def _signal_all(pids: set[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def kill_tree(root: int | None, token: str, grace_s: float = DEFAULT_KILL_GRACE_S) -> set[int]:
+def kill_phase(procs: PhaseProcesses, grace_s: float = DEFAULT_KILL_GRACE_S) -> set[int]:
     """TERM then (after ``grace_s``) KILL every process of a phase; returns the pids signalled."""
-    targets = processes_with_token(token)
-    if root is not None:
-        targets |= _descendants(root)
-        targets.add(root)
-    targets = {p for p in targets if _alive(p)}
+    targets = procs.alive()
     if not targets:
         return set()
     _signal_all(targets, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         # Children may have been spawned between the scan and the signal: look again.
-        more = processes_with_token(token)
-        if root is not None:
-            more |= _descendants(root)
-        new = {p for p in more - targets if _alive(p)}
+        new = procs.alive() - targets
         if new:
             _signal_all(new, signal.SIGTERM)
             targets |= new
         if not any(_alive(p) for p in targets):
-            return targets
+            break
         time.sleep(0.05)
     for _ in range(3):
-        survivors = {p for p in targets | processes_with_token(token) if _alive(p)}
+        survivors = procs.alive()
         if not survivors:
             break
         _signal_all(survivors, signal.SIGKILL)
         targets |= survivors
         time.sleep(0.1)
+    _reap(targets - {procs.root})
     return targets
+
+
+def _reap(pids: set[int]) -> None:
+    """Collect orphans re-parented to the harness (the launched process is Popen's to reap)."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _reader(stream: IO[bytes], out: queue.Queue[tuple[float, str | None]], clock: Clock) -> None:
@@ -190,8 +195,8 @@ def run_phase(
 
     ``KeyboardInterrupt`` kills the phase's processes, then propagates.
     """
-    token = uuid.uuid4().hex
-    env = {**env, KILL_TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}
+    become_subreaper()
+    env = {**env, "PYTHONUNBUFFERED": "1"}
     lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
     start = clock.now()
     proc = subprocess.Popen(
@@ -204,6 +209,7 @@ def run_phase(
         start_new_session=True,  # Ctrl-C reaches the harness only; the harness decides
     )
     assert proc.stdout is not None
+    procs = PhaseProcesses(proc.pid, _start_ticks(proc.pid) or 0)
     reader = threading.Thread(target=_reader, args=(proc.stdout, lines, clock), daemon=True)
     reader.start()
     outcome = PhaseOutcome(phase=phase, returncode=None, start_t=start, end_t=start)
@@ -244,14 +250,14 @@ def run_phase(
                     abort = handle(t, line)
                     if abort is not None:
                         outcome.killed = f"abort: {abort}"
-                        kill_tree(proc.pid, token, kill_grace_s)
+                        kill_phase(procs, kill_grace_s)
                         break
             now = clock.now()
             if on_tick is not None:
                 on_tick(now)
             if now - start > ceiling_s:
                 outcome.killed = "ceiling"
-                kill_tree(proc.pid, token, kill_grace_s)
+                kill_phase(procs, kill_grace_s)
                 break
             if proc.poll() is not None:
                 if eof:
@@ -262,14 +268,14 @@ def run_phase(
                     break
     except KeyboardInterrupt:
         outcome.killed = "interrupt"
-        kill_tree(proc.pid, token, kill_grace_s)
+        kill_phase(procs, kill_grace_s)
         _finish(proc, outcome, lines, log, tail, clock, handle)
         raise
     _finish(proc, outcome, lines, log, tail, clock, handle)
-    leftovers = {p for p in processes_with_token(token) if _alive(p)}
+    leftovers = procs.alive() - {proc.pid}
     if leftovers:
         outcome.leftover_pids = sorted(leftovers)
-        kill_tree(None, token, kill_grace_s)
+        kill_phase(procs, kill_grace_s)
     return outcome
 
 

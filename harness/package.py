@@ -68,8 +68,8 @@ README_TEMPLATE = "README.md.tmpl"
 _SEED_DIR_RE = re.compile(r"^seed(-?\d+)$")
 _LOG_NAME_RE = re.compile(r"^train_seed(-?\d+)\.log$")
 _VERDICT_RANK = {"pass": 0, "not-verifiable": 1, "fail": 2}
-_NETWORK_RANK = {"netns": 2, "guard": 1}
-_FILES_RANK = {"staged": 1}
+_NETWORK_RANK = {"netns": 2, "guard": 1}  # guard: runs before the sandbox
+_FILES_RANK = {"staged": 1, "sandbox": 2}
 
 # Third-party imports a trainer commonly has -> the distribution to install.
 _DISTRIBUTIONS = {
@@ -396,12 +396,18 @@ def significance_text(st: Mapping[str, Any], track: str, rehearsal: bool) -> str
     return prefix + text
 
 
+def _export_note(export_s: Any) -> str:
+    """The export after the last train_end: measured by the harness, not counted as training."""
+    return f" (+{export_s:.1f} export)" if isinstance(export_s, (int, float)) else ""
+
+
 def render_readme(sub: Mapping[str, Any], template: str) -> str:
     rows = [sub["seed_results"][str(s)] for s in sub["seeds"]]
     seed_rows = "\n".join(
         f"| {s}{' (failed a limit)' if r['status'] != 'ok' else ''} | {_fmt(r['val_loss'], '.5f')} | "
         f"{_fmt(r['val_bpb'], '.5f')} | {_fmt(r['steps'], 'd')} | {_fmt(r['step_avg_ms'], '.1f')} | "
-        f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r['eval_time_s'], '.1f')} | {_fmt(r['artifact_bytes'], ',d')}"
+        f"{_fmt(r['train_time_s'], '.1f')}{_export_note(r.get('export_time_s'))} | {_fmt(r['eval_time_s'], '.1f')} | "
+        f"{_fmt(r['artifact_bytes'], ',d')}"
         f"{' (trainer claim)' if r.get('artifact_bytes_source') == 'trainer_claim' else ''} |"
         for s, r in zip(sub["seeds"], rows, strict=True)
     )
@@ -741,6 +747,7 @@ def package_run(
             "val_bytes": r.get("val_bytes"),
             "train_phase_wall_s": r.get("train_phase_wall_s"),
             "eval_phase_wall_s": r.get("eval_phase_wall_s"),
+            "export_time_s": r.get("export_time_s"),
             "status": r["status"] if r["status"] == "ok" else "failed",
             "log_file": RULES.seed_log_name(s),
             "verdicts": r["verdicts"],

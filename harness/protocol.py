@@ -24,7 +24,9 @@ ENV_MAX_WALLCLOCK = "MAX_WALLCLOCK_SECONDS"
 ENV_RESULT_PATH = "RESULT_PATH"
 ENV_IMAGE = "PGOLF_IMAGE"
 
-# Events a trainer prints (rank 0 only), one JSON object per line after EVENT_PREFIX.
+# Events a trainer prints (usually rank 0 only), one JSON object per line after EVENT_PREFIX.
+# Any rank may mark: the harness takes the earliest train_start and the latest train_end, and
+# holds the time from the last train_end to the phase's exit (export) to an allowance.
 EV_TRAIN_START = "train_start"  # {}
 EV_STEP = "step"  # {step, train_loss, lr_scale?, tokens?, step_ms?}
 EV_VAL = "val"  # {step, val_loss, val_bpb}  (periodic validation, standalone only)

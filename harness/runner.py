@@ -17,9 +17,9 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,12 +29,15 @@ from harness import __version__
 from harness.errors import PgolfError
 from harness.fingerprint import file_sha256, fingerprint, sha256_bytes
 from harness.isolation import (
+    DataDigests,
+    Inventory,
+    changed_files,
+    copy_artifact,
+    data_digests,
     dataset_split,
-    phase_isolation,
-    read_guard_log,
-    readonly_copy,
+    inventory,
     release,
-    stage_files,
+    stage_symlinks,
     tree_hashes,
 )
 from harness.launch import DEFAULT_KILL_GRACE_S, Clock, PhaseOutcome, finite, run_phase
@@ -71,10 +74,12 @@ from harness.results import (
     write_json_atomic,
     write_result,
 )
-from harness.rules import RULES
+from harness.rules import PHASE_WALLS, RULES
+from harness.sandbox import DATA as SANDBOX_DATA
+from harness.sandbox import Bind, PhaseInputs, SandboxLevel, bwrap_argv, host_facts, phase_spec, sandbox_level
 from harness.shards import ShardError, list_dataset
 
-STAGE_DIR = ".stage"  # per-seed scratch inside RUN_DIR (same file system: hard links work)
+STAGE_DIR = ".stage"  # per-seed scratch inside RUN_DIR (masked inside the sandbox)
 DEFAULT_SETUP_ALLOWANCE_S = 300.0  # imports, compile, data loading before the trainer's first mark
 COMPLETE_STATUSES = ("ok", "failed")  # what --resume keeps
 CODE_SUFFIXES = (".py",)
@@ -94,6 +99,7 @@ class Limits:
     eval_time_limit_s: float = RULES.eval_time_limit_s
     artifact_cap_bytes: int = RULES.artifact_cap_bytes
     setup_allowance_s: float = DEFAULT_SETUP_ALLOWANCE_S
+    export_allowance_s: float = PHASE_WALLS.export_allowance_s
 
     @property
     def scaled(self) -> bool:
@@ -109,6 +115,7 @@ class Limits:
             "train_time_limit_s": self.train_time_limit_s,
             "eval_time_limit_s": self.eval_time_limit_s,
             "setup_allowance_s": self.setup_allowance_s,
+            "export_allowance_s": self.export_allowance_s,
         }
 
 
@@ -131,6 +138,7 @@ class RunConfig:
     echo: bool = True
     command: list[str] = field(default_factory=list)
     legacy_final_pattern: str | None = None
+    sandbox: bool = True  # False (`--no-sandbox`): phases run unsandboxed, isolation not-verifiable
 
 
 def now_iso() -> str:
@@ -263,6 +271,189 @@ class Witness:
     claimed: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    rule: str
+    verdict: str  # pass | fail | not-verifiable
+    measured: Any
+    limit: Any
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "verdict": self.verdict,
+            "measured": self.measured,
+            "limit": self.limit,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Walls:
+    """How the phases were isolated, and what the harness saw get past (or try to)."""
+
+    sandbox: str  # bwrap | none
+    reason: str  # what bwrap gave, or why there was no sandbox
+    violations: tuple[str, ...] = ()
+    leftovers: tuple[str, ...] = ()  # processes that outlived a phase (only without the sandbox)
+
+    @classmethod
+    def of(cls, level: SandboxLevel) -> Walls:
+        return cls(level.name, level.reason)
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox == "bwrap"
+
+    def with_violation(self, what: str) -> Walls:
+        return replace(self, violations=(*self.violations, what))
+
+    def with_leftovers(self, phase: str, n: int) -> Walls:
+        what = f"{phase}: {n} process(es) outlived the phase (killed)"
+        return replace(self, violations=(*self.violations, what), leftovers=(*self.leftovers, what))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sandbox": self.sandbox,
+            "network": "netns" if self.sandboxed else "none",
+            "files": "sandbox" if self.sandboxed else "none",
+            "processes": "pid-namespace" if self.sandboxed else "subreaper",
+            "detail": self.reason,
+            "violations": list(self.violations),
+        }
+
+    def verdicts(self, *, eval_ran: bool, artifact_changed: bool | None) -> list[Verdict]:
+        if not self.sandboxed:
+            why = f"no sandbox: {self.reason}"
+            left = self.leftovers
+            return [
+                Verdict(
+                    "isolation_network", "not-verifiable", "none", None, f"{why}; the network was not cut"
+                ),
+                Verdict(
+                    "isolation_files",
+                    "fail" if artifact_changed else "not-verifiable",
+                    "none",
+                    None,
+                    f"{why}; DATA_PATH lists only the phase's own files, but the others can be reached"
+                    + ("; eval modified its read-only artifact copy" if artifact_changed else ""),
+                ),
+                Verdict(
+                    "isolation_processes",
+                    "not-verifiable",
+                    "subreaper",
+                    None,
+                    f"{why}; "
+                    + ("; ".join(left) if left else "no process outlived a phase that the harness saw"),
+                ),
+            ]
+        net = (
+            "eval ran in a network namespace with only loopback"
+            if eval_ran
+            else "the eval phase did not run; train ran in a network namespace with only loopback"
+        )
+        return [
+            Verdict("isolation_network", "pass", "netns", None, net),
+            Verdict(
+                "isolation_files",
+                "pass",
+                "sandbox",
+                None,
+                "each phase saw only its own data, read-only (mount namespace); private /tmp, /dev/shm, HOME",
+            ),
+            Verdict(
+                "isolation_processes",
+                "pass",
+                "pid-namespace",
+                None,
+                "each phase's processes ended with its PID namespace",
+            ),
+        ]
+
+
+@dataclass
+class Checks:
+    """What the harness checked between the phases."""
+
+    inventory: Inventory
+    digests: DataDigests
+    changed: list[str]
+    artifact_changed: bool | None
+
+    def artifact_verdict(self) -> Verdict:
+        inv = self.inventory
+        reason = inv.reason()
+        if reason is not None:
+            return Verdict("artifact_files", "fail", len(inv.refused), None, reason)
+        return Verdict(
+            "artifact_files",
+            "pass",
+            len(inv.files),
+            None,
+            f"{len(inv.files)} regular file(s), {inv.bytes} bytes: eval got a read-only copy of exactly these",
+        )
+
+    def data_verdict(self) -> Verdict:
+        n = len(self.digests.expected)
+        if self.changed:
+            return Verdict(
+                "data_integrity", "fail", len(self.changed), n, _changed_reason(self.changed, self.digests)
+            )
+        return Verdict(
+            "data_integrity",
+            "pass",
+            0,
+            n,
+            f"the {n} scored file(s) match their sha256 ({self.digests.source})",
+        )
+
+
+def _changed_reason(changed: list[str], digests: DataDigests) -> str:
+    return (
+        f"scored data changed since the run began: {changed[0]} no longer matches its sha256 ({digests.source})"
+        + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+    )
+
+
+@dataclass(frozen=True)
+class TrainClock:
+    """Training time between the marks, and the export after them (harness clock)."""
+
+    marked: bool  # both train_start and train_end seen
+    train_time_s: float | None
+    export_time_s: float | None  # last train_end to the phase's exit
+
+    @classmethod
+    def of(cls, w: Witness, train: PhaseOutcome) -> TrainClock:
+        # Marks from any rank: the earliest start and the latest end (events arrive in order).
+        if w.train_start is not None and w.train_end is not None:
+            return cls(
+                True, round(w.train_end - w.train_start, 3), round(max(0.0, train.end_t - w.train_end), 3)
+            )
+        return cls(False, round(train.wall_s, 3), None)
+
+    def export_verdict(self, allowance: float) -> Verdict:
+        if not self.marked:
+            return Verdict(
+                "export_time",
+                "pass",
+                None,
+                allowance,
+                "no train marks: the whole train phase counted as training",
+            )
+        m = self.export_time_s or 0.0
+        ok = m <= allowance
+        return Verdict(
+            "export_time",
+            "pass" if ok else "fail",
+            m,
+            allowance,
+            f"{m:.3f} s from the last train_end to the train phase's exit (export)"
+            + ("" if ok else f", over the {allowance:g} s allowance"),
+        )
+
+
 class SeedRunner:
     def __init__(self, cfg: RunConfig, run_dir: Path, seed: int, index: int, live: Live, fp: dict[str, Any]):
         self.cfg, self.run_dir, self.seed, self.index, self.live, self.fp = (
@@ -281,6 +472,7 @@ class SeedRunner:
         self.phase_start = 0.0
         self.limit = 0.0
         self.started_at = now_iso()
+        self.level = sandbox_level() if cfg.sandbox else SandboxLevel(None, "switched off (--no-sandbox)")
 
     # -- events and progress
     def on_event(self, t: float, phase: str, ev: dict[str, Any]) -> str | None:
@@ -329,12 +521,18 @@ class SeedRunner:
 
     # -- phases
     def _phase(
-        self, phase: str, *, cmd_prefix: list[str], env: dict[str, str], cwd: Path, limit: float, log: TextIO
+        self,
+        phase: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        limit: float,
+        log: TextIO,
+        sandbox: Callable[[list[str]], list[str]] | None = None,
     ) -> PhaseOutcome:
         self.phase, self.limit = phase, limit
         self.phase_start = self.clock.now()
         cmd = [
-            *cmd_prefix,
             sys.executable,
             "-m",
             "torch.distributed.run",
@@ -348,7 +546,7 @@ class SeedRunner:
         log.write(f"[pgolf] seed {self.seed} phase {phase}: {' '.join(cmd)}\n")
         log.flush()
         out = run_phase(
-            cmd,
+            sandbox(cmd) if sandbox is not None else cmd,
             phase=phase,
             env=env,
             cwd=cwd,
@@ -436,13 +634,14 @@ class SeedRunner:
             "model_bytes": None,
             "code_files": {},
             "train_time_s": None,
+            "export_time_s": None,
             "eval_time_s": None,
             "train_phase_wall_s": None,
             "eval_phase_wall_s": None,
             "steps": None,
             "step_avg_ms": None,
             "verdicts": [],
-            "isolation": {"network": "none", "files": "none", "violations": []},
+            "isolation": Walls.of(self.level).as_dict(),
             "fingerprint": self.fp,
             "claimed": {},
             "started_at": self.started_at,
@@ -458,112 +657,150 @@ class SeedRunner:
         release(self.stage)
 
     # -- native protocol
+    def extra_binds(self, phase: str) -> tuple[Bind, ...]:
+        """Writable host folders a phase gets besides its own (e.g. a scoring socket's folder)."""
+        return ()
+
+    def launch(
+        self,
+        phase: str,
+        *,
+        data_files: list[Path],
+        artifact_dir: Path,
+        out_dir: Path | None,
+        env: dict[str, str],
+        limit: float,
+        log: TextIO,
+    ) -> PhaseOutcome:
+        """One phase in the sandbox (or, where there is none, with what this machine allows)."""
+        code = self.work_dir(f"{phase}_code")
+        env = {**self.base_env(), **env, ENV_PHASE: phase, ENV_ARTIFACT_DIR: str(artifact_dir)}
+        if out_dir is not None:
+            env[ENV_RESULT_PATH] = str(out_dir / "result.json")
+        level = self.level
+        if level.bwrap is None:
+            staged = self.stage / f"{phase}_data"
+            stage_symlinks(data_files, staged)
+            private = self.stage / f"{phase}_private"
+            (private / "home").mkdir(parents=True)
+            (private / "tmp").mkdir()
+            env.update(
+                {ENV_DATA_PATH: str(staged), "HOME": str(private / "home"), "TMPDIR": str(private / "tmp")}
+            )
+            return self._phase(phase, env=env, cwd=code, limit=limit, log=log)
+        env[ENV_DATA_PATH] = str(SANDBOX_DATA)
+        cfg = self.cfg
+        inputs = PhaseInputs(
+            code_dir=code,
+            data_files=tuple(p.resolve() for p in data_files),
+            artifact_dir=artifact_dir,
+            artifact_writable=phase == PHASE_TRAIN,
+            out_dir=out_dir,
+            tokenizer=cfg.tokenizer_path,
+            hidden=self.hidden_paths(),
+            env=env,
+            extra_binds=self.extra_binds(phase),
+        )
+        spec = phase_spec(inputs, host_facts())
+        bwrap = level.bwrap
+
+        def wrap(cmd: list[str]) -> list[str]:
+            return bwrap_argv(spec, cmd, bwrap)
+
+        # bwrap gets the environment on its command line (--clearenv, --setenv).
+        return self._phase(
+            phase, sandbox=wrap, cwd=code, env={"PATH": os.environ.get("PATH", "")}, limit=limit, log=log
+        )
+
+    def hidden_paths(self) -> tuple[Path, ...]:
+        """Host folders no phase may see through a system or Python folder: data and runs."""
+        files = list_dataset(self.cfg.data_dir)
+        parents = {p.resolve().parent for p in [*files.train, *files.val, *files.val_bytes]}
+        return tuple(sorted({self.cfg.data_dir, self.run_dir, *parents}))
+
     def run_native(self, result: dict[str, Any], log: TextIO) -> None:
-        cfg, lim = self.cfg, self.cfg.limits
-        files = list_dataset(cfg.data_dir)
-        train_files, eval_files = dataset_split(files)
+        cfg, lim, w = self.cfg, self.cfg.limits, self.witness
+        train_files, eval_files = dataset_split(list_dataset(cfg.data_dir))
         result["code_files"] = code_files(self.run_dir / CODE_DIR)
         code_bytes = sum(int(v["bytes"]) for v in result["code_files"].values())
         result["code_bytes"] = code_bytes
-        violations: list[str] = []
+        walls = Walls.of(self.level)
+        result["isolation"] = walls.as_dict()
+        digests = data_digests(eval_files, find_lock(cfg.data_dir))
 
         # ---- train
-        staged_train = self.stage / "train_data"
-        stage_files(train_files, staged_train)
-        iso = phase_isolation(phase=PHASE_TRAIN, stage_dir=self.stage, deny=eval_files, cut_network=False)
-        env = {**self.base_env(), **iso.env}
-        env.update(
-            {
-                ENV_PHASE: PHASE_TRAIN,
-                ENV_DATA_PATH: str(staged_train),
-                ENV_ARTIFACT_DIR: str((self.sd / ARTIFACT_DIR).resolve()),
-                ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s),
-            }
-        )
-        train = self._phase(
+        art = self.sd / ARTIFACT_DIR
+        train = self.launch(
             PHASE_TRAIN,
-            cmd_prefix=iso.prefix,
-            env=env,
-            cwd=self.work_dir("train_work"),
+            data_files=train_files,
+            artifact_dir=art.resolve(),
+            out_dir=None,
+            env={ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s)},
             limit=lim.train_time_limit_s,
             log=log,
         )
         result["train_phase_wall_s"] = round(train.wall_s, 3)
-        train_refused = read_guard_log(iso.guard_log)
-        violations += [f"train: {_describe(v)}" for v in train_refused]
-        w = self.witness
         result["steps"] = w.steps
-        result["isolation"] = {"network": "none", "files": "staged", "violations": violations}
-        if w.train_start is not None and w.train_end is not None:
-            result["train_time_s"] = round(w.train_end - w.train_start, 3)
-        else:
-            result["train_time_s"] = result["train_phase_wall_s"]
+        clock = TrainClock.of(w, train)
+        result["train_time_s"] = clock.train_time_s
+        result["export_time_s"] = clock.export_time_s
         if w.steps and result["train_time_s"]:
             result["step_avg_ms"] = round(1000.0 * result["train_time_s"] / w.steps, 3)
         if train.leftover_pids:
+            walls = walls.with_leftovers(PHASE_TRAIN, len(train.leftover_pids))
             log.write(f"[pgolf] killed {len(train.leftover_pids)} process(es) left after the train phase\n")
-        crash = self.crash_reason(PHASE_TRAIN, train, lim.train_time_limit_s, train_refused)
-        art = self.sd / ARTIFACT_DIR
-        model_files = [p for p in sorted(art.rglob("*")) if p.is_file()]
-        model_bytes = sum(p.stat().st_size for p in model_files)
-        if crash is None and not model_files:
+        result["isolation"] = walls.as_dict()
+        crash = self.crash_reason(PHASE_TRAIN, train, lim.train_time_limit_s)
+        inv = inventory(art)
+        artifact_ro = self.stage / "artifact_ro"
+        hashes = copy_artifact(art, inv, artifact_ro)
+        if inv.files:
+            result["model_bytes"] = inv.bytes
+            result["artifact_bytes"] = code_bytes + inv.bytes
+        if crash is None and not inv.files and not inv.refused:
             crash = "train phase left nothing in ARTIFACT_DIR"
-        if model_files:
-            result["model_bytes"] = model_bytes
-            result["artifact_bytes"] = code_bytes + model_bytes
+        changed = changed_files(digests)
+        checks = Checks(inventory=inv, digests=digests, changed=changed, artifact_changed=None)
         if crash is not None:
             result["status"], result["reason"] = ("failed" if w.nonfinite else "crashed"), crash
-            result["verdicts"] = self.verdicts(result, train_refused, [], None)
+            result["verdicts"] = self.verdicts(result, walls, checks, clock)
+            return
+        if inv.refused or changed:
+            result["verdicts"] = self.verdicts(result, walls, checks, clock)
+            result["status"], result["reason"] = "failed", inv.reason() or _changed_reason(changed, digests)
             return
 
-        # ---- eval
-        hashes = tree_hashes(art)
-        staged_eval = self.stage / "eval_data"
-        stage_files(eval_files, staged_eval)
-        artifact_ro = self.stage / "artifact_ro"
-        readonly_copy(art, artifact_ro)
-        deny = [*train_files, *staged_train.iterdir()]
-        iso_e = phase_isolation(phase=PHASE_EVAL, stage_dir=self.stage, deny=deny, cut_network=True)
+        # ---- eval: only the copy of the artifact's regular files, read-only
         eval_out = self.stage / "eval_out"
         eval_out.mkdir()
-        result_path = eval_out / "result.json"
-        env = {**self.base_env(), **iso_e.env}
-        env.update(
-            {
-                ENV_PHASE: PHASE_EVAL,
-                ENV_DATA_PATH: str(staged_eval),
-                ENV_ARTIFACT_DIR: str(artifact_ro),
-                ENV_RESULT_PATH: str(result_path),
-                ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s),
-            }
-        )
-        ev = self._phase(
+        ev = self.launch(
             PHASE_EVAL,
-            cmd_prefix=iso_e.prefix,
-            env=env,
-            cwd=self.work_dir("eval_work"),
+            data_files=eval_files,
+            artifact_dir=artifact_ro,
+            out_dir=eval_out,
+            env={ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s)},
             limit=lim.eval_time_limit_s,
             log=log,
         )
         result["eval_phase_wall_s"] = round(ev.wall_s, 3)
-        eval_refused = read_guard_log(iso_e.guard_log)
-        violations += [f"eval: {_describe(v)}" for v in eval_refused]
-        changed = tree_hashes(artifact_ro) != hashes
-        if changed:
-            violations.append("eval: the read-only artifact copy was modified")
-        result["isolation"] = {"network": iso_e.network, "files": "staged", "violations": violations}
+        if ev.leftover_pids:
+            walls = walls.with_leftovers(PHASE_EVAL, len(ev.leftover_pids))
+        checks.artifact_changed = tree_hashes(artifact_ro) != hashes
+        if checks.artifact_changed:
+            walls = walls.with_violation("eval: the read-only artifact copy was modified")
+        result["isolation"] = walls.as_dict()
         if w.eval_start is not None and w.eval_end is not None:
             result["eval_time_s"] = round(w.eval_end - w.eval_start, 3)
         else:
             result["eval_time_s"] = result["eval_phase_wall_s"]
-        crash = self.crash_reason(PHASE_EVAL, ev, lim.eval_time_limit_s, eval_refused)
+        crash = self.crash_reason(PHASE_EVAL, ev, lim.eval_time_limit_s)
         metrics: dict[str, Any] | None = None
         if crash is None:
-            metrics, crash = read_metrics(result_path)
+            metrics, crash = read_metrics(eval_out / "result.json")
         if metrics is not None:
             result.update({k: metrics[k] for k in RESULT_KEYS})
-            shutil.copy2(result_path, self.sd / "eval_result.json")
-        result["verdicts"] = self.verdicts(result, train_refused, eval_refused, changed)
+            shutil.copy2(eval_out / "result.json", self.sd / "eval_result.json")
+        result["verdicts"] = self.verdicts(result, walls, checks, clock)
         if crash is not None:
             result["status"], result["reason"] = "crashed", crash
             return
@@ -574,9 +811,7 @@ class SeedRunner:
         else:
             result["status"], result["reason"] = "ok", None
 
-    def crash_reason(
-        self, phase: str, out: PhaseOutcome, limit: float, refused: list[dict[str, str]]
-    ) -> str | None:
+    def crash_reason(self, phase: str, out: PhaseOutcome, limit: float) -> str | None:
         lim = self.cfg.limits
         if out.killed == "ceiling":
             return (
@@ -586,12 +821,12 @@ class SeedRunner:
         if out.killed and out.killed.startswith("abort: "):
             return f"{out.killed[len('abort: ') :]} ({phase} phase stopped)"
         if out.returncode != 0:
-            return self.exit_reason(phase, out, refused)
+            return self.exit_reason(phase, out)
         if phase == PHASE_TRAIN and self.witness.nonfinite:
             return self.witness.nonfinite
         return None
 
-    def exit_reason(self, phase: str, out: PhaseOutcome, refused: list[dict[str, str]]) -> str:
+    def exit_reason(self, phase: str, out: PhaseOutcome) -> str:
         rank = code = None
         for line in out.tail:
             if (m := _ROOT_RANK_RE.search(line)) and "local_rank" not in line[: m.start()]:
@@ -612,24 +847,16 @@ class SeedRunner:
         reason = f"{phase} phase crashed: {who} exited with code {code}"
         if exc:
             reason += f" ({exc[:200]})"
-        if refused:
-            reason += f"; isolation refused {_describe(refused[0])}"
         return reason
 
     def verdicts(
-        self,
-        result: dict[str, Any],
-        train_refused: list[dict[str, str]],
-        eval_refused: list[dict[str, str]],
-        artifact_changed: bool | None,
+        self, result: dict[str, Any], walls: Walls, checks: Checks, clock: TrainClock
     ) -> list[dict[str, Any]]:
         lim, w, strict = self.cfg.limits, self.witness, self.cfg.policy == "strict"
-        out: list[dict[str, Any]] = []
+        out: list[Verdict] = []
 
         def add(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> None:
-            out.append(
-                {"rule": rule, "verdict": verdict, "measured": measured, "limit": limit, "detail": detail}
-            )
+            out.append(Verdict(rule, verdict, measured, limit, detail))
 
         def timed(rule: str, measured: float | None, limit: float, marked: bool, phase: str) -> None:
             if measured is None:
@@ -655,13 +882,8 @@ class SeedRunner:
                     f"no {phase}_start/{phase}_end marks and the whole phase took {measured:.3f} s > {limit:g} s",
                 )
 
-        timed(
-            "train_time",
-            result["train_time_s"],
-            lim.train_time_limit_s,
-            w.train_start is not None and w.train_end is not None,
-            "train",
-        )
+        timed("train_time", result["train_time_s"], lim.train_time_limit_s, clock.marked, "train")
+        out.append(clock.export_verdict(lim.export_allowance_s))
         timed(
             "eval_time",
             result["eval_time_s"],
@@ -685,7 +907,7 @@ class SeedRunner:
                         "pass" if m <= limit else "fail",
                         m,
                         limit,
-                        f"whole {phase} phase (process start to exit, setup included) took {m:.3f} s",
+                        f"whole {phase} phase (process start to exit, setup and export included) took {m:.3f} s",
                     )
         a = result["artifact_bytes"]
         if a is None:
@@ -700,42 +922,14 @@ class SeedRunner:
                 f"code {result['code_bytes']} + model {result['model_bytes']} = {a} bytes counted on disk"
                 + ("" if ok else f", over the cap of {lim.artifact_cap_bytes} bytes"),
             )
+        out.append(checks.artifact_verdict())
+        out.append(checks.data_verdict())
         if w.nonfinite:
             add("finite_loss", "fail", "nan", None, w.nonfinite)
-        net = [r for r in eval_refused if r["kind"] == "network"]
-        files = [r for r in train_refused + eval_refused if r["kind"] == "file"]
-        iso_net = result["isolation"]["network"]
-        if result["eval_phase_wall_s"] is None:
-            add("isolation_network", "not-verifiable", iso_net, None, "the eval phase did not run")
-        elif net:
-            add(
-                "isolation_network",
-                "fail" if strict else "pass",
-                iso_net,
-                None,
-                f"eval tried to reach {', '.join(r['what'] for r in net)} (refused; network: {iso_net})",
-            )
-        else:
-            add(
-                "isolation_network", "pass", iso_net, None, f"no connection attempt seen (network: {iso_net})"
-            )
-        if files or artifact_changed:
-            what = [
-                f"{'train' if r in train_refused else 'eval'} phase opened {r['what']} (refused)"
-                for r in files
-            ]
-            if artifact_changed:
-                what.append("eval modified its read-only artifact copy")
-            add(
-                "isolation_files",
-                "fail" if strict or artifact_changed else "pass",
-                "staged",
-                None,
-                "; ".join(what),
-            )
-        else:
-            add("isolation_files", "pass", "staged", None, "no forbidden file opened")
-        return out
+        out += walls.verdicts(
+            eval_ran=result["eval_phase_wall_s"] is not None, artifact_changed=checks.artifact_changed
+        )
+        return [v.as_dict() for v in out]
 
     # -- legacy protocol
     def run_legacy(self, result: dict[str, Any], log: TextIO) -> None:
@@ -747,9 +941,7 @@ class SeedRunner:
         env = self.base_env()
         env.update({ENV_DATA_PATH: str(cfg.data_dir), ENV_MAX_WALLCLOCK: _num(lim.train_time_limit_s)})
         limit = lim.train_time_limit_s + lim.eval_time_limit_s
-        out = self._phase(
-            "legacy", cmd_prefix=[], env=env, cwd=self.work_dir("legacy_work"), limit=limit, log=log
-        )
+        out = self._phase("legacy", env=env, cwd=self.work_dir("legacy_work"), limit=limit, log=log)
         wall = round(out.wall_s, 3)
         result["train_phase_wall_s"] = wall
         text = "\n".join(out.tail)
@@ -785,7 +977,7 @@ class SeedRunner:
         result["train_time_s"] = wall
         result["eval_time_s"] = None
         result["step_avg_ms"] = None
-        result["isolation"] = {"network": "none", "files": "none", "violations": []}
+        result["isolation"] = Walls("none", "legacy protocol: one unsandboxed process").as_dict()
         v: list[dict[str, Any]] = []
 
         def add(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> None:
@@ -833,7 +1025,7 @@ class SeedRunner:
             "legacy protocol: train and val data both visible",
         )
         result["verdicts"] = v
-        crash = self.crash_reason("legacy", out, limit, [])
+        crash = self.crash_reason("legacy", out, limit)
         if crash is None and val_bpb is None:
             crash = "legacy run: no final val_bpb line found in the log"
         if crash is not None:
@@ -852,11 +1044,6 @@ def _nonfinite(x: Any) -> bool:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def _describe(refused: dict[str, str]) -> str:
-    what = "a connection to" if refused["kind"] == "network" else "an open of"
-    return f"{what} {refused['what']} (rank {refused.get('rank', '?')})"
 
 
 def read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -1083,7 +1270,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 )
                 seen = result["isolation"].get("violations") or []
                 if seen:
-                    live.note(f"seed {seed}: isolation refused {len(seen)} attempt(s), first: {seen[0]}")
+                    live.note(f"seed {seed}: isolation saw {len(seen)} violation(s), first: {seen[0]}")
                 save("running")
     finally:
         live.stop()

@@ -130,8 +130,9 @@ def gpu_facts(query: str = QUERY_8X_SXM, topology: str = TOPO_8X_SXM, **over: ob
         torch_device_count=len(gpus),
         flash_attn_version="3.0.0",
         brotli_version="1.2.0",
-        tools={"lrzip": "/usr/bin/lrzip", "zstd": "/usr/bin/zstd", "unshare": "/usr/bin/unshare"},
-        netns=True,
+        tools={"lrzip": "/usr/bin/lrzip", "zstd": "/usr/bin/zstd", "bwrap": "/usr/bin/bwrap"},
+        sandbox=True,
+        sandbox_detail="bubblewrap (/usr/bin/bwrap): user, PID, IPC, UTS, network and mount namespaces",
         shm_bytes=500 * 10**9,
         data_dir="/data",
         free_bytes=500 * 10**9,
@@ -288,8 +289,8 @@ def test_docker_default_shm_fails_on_a_gpu_node() -> None:
 
 
 def test_no_network_namespace_warns_with_the_fallback() -> None:
-    checks = by_name(gpu_facts(netns=False))
-    assert checks["isolation"].status == "warn" and "guard" in checks["isolation"].detail
+    checks = by_name(gpu_facts(sandbox=False, sandbox_detail="bwrap cannot create namespaces here"))
+    assert checks["isolation"].status == "warn" and "not-verifiable" in checks["isolation"].detail
 
 
 def test_cpu_only_machine_is_reported_as_such() -> None:

@@ -98,9 +98,9 @@ def test_a_wheel_carries_the_reference_trainer_and_the_data(tmp_path: Path) -> N
         timeout=300,
     )
     probe = (
-        "from harness.rehearse import template_dir; from harness.rehearsal_data import embedded; "
-        "import harness.isolation as i; e = embedded(verify=True); "
-        "print(template_dir()); print(e.data_dir); print((i.GUARD_DIR / 'sitecustomize.py').is_file())"
+        "from pathlib import Path; from harness.rehearse import template_dir; from harness.rehearsal_data import embedded; "
+        "import harness.sandbox as s; e = embedded(verify=True); "
+        "print(template_dir()); print(e.data_dir); print(Path(s.__file__).parent == template_dir().parent)"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],

@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +23,8 @@ import numpy as np
 import pytest
 from foreground import as_foreground  # tests/ is on sys.path (rootdir conftest)
 
-from harness.isolation import netns_available
 from harness.results import load_schema, read_events, read_result
+from harness.sandbox import sandbox_level
 from harness.shards import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,6 +145,7 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
         "train_time_limit_s": 40.0,
         "eval_time_limit_s": 30.0,
         "setup_allowance_s": 120.0,
+        "export_allowance_s": 120.0,
     }
     # Artifact = the submission's code bytes on disk + what train left in ARTIFACT_DIR.
     assert result["code_bytes"] == (FAKE / "train_gpt.py").stat().st_size
@@ -161,15 +161,22 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     assert all(a["t"] <= b["t"] for a, b in itertools.pairwise(events))
     assert all(e["t"] > 0 for e in events)  # the harness's stamps, not the trainer's "t": -1
     assert result["steps"] == 5
+    walls = "pass" if sandbox_level().available else "not-verifiable"
     assert {v["rule"]: v["verdict"] for v in result["verdicts"]} == {
         "train_time": "pass",
+        "export_time": "pass",
         "eval_time": "pass",
         "artifact_bytes": "pass",
-        "isolation_network": "pass",
-        "isolation_files": "pass",
+        "artifact_files": "pass",
+        "data_integrity": "pass",
+        "isolation_network": walls,
+        "isolation_files": walls,
+        "isolation_processes": walls,
     }
-    assert result["isolation"]["network"] == ("netns" if netns_available() else "guard")
-    assert result["isolation"]["files"] == "staged" and result["isolation"]["violations"] == []
+    # The export: from the last train_end to the phase's exit, by the harness clock.
+    assert 0 <= result["export_time_s"] <= result["train_phase_wall_s"] - result["train_time_s"]
+    assert result["isolation"]["sandbox"] == sandbox_level().name
+    assert result["isolation"]["violations"] == []
     assert result["val_tokens"] == 501  # the eval phase saw the val shard (and only it)
     log = (run_dir / "train_seed1.log").read_text()
     assert ':::PGOLF {"event": "train_end"' in log and ':::PGOLF {"event": "eval_end"' in log
@@ -278,57 +285,6 @@ def test_oversize_artifact_fails_the_cap_counted_on_disk(tmp_path: Path, data_di
         f"artifact_bytes: code {code} + model 4001 = {code + 4001} bytes counted on disk, "
         f"over the cap of {code + 4000} bytes"
     )
-
-
-@pytest.mark.parametrize("policy", ["strict", "challenge"])
-def test_reading_val_data_in_training_is_refused_and_reported(
-    tmp_path: Path, data_dir: Path, policy: str
-) -> None:
-    val = data_dir / "fineweb_val_000000.bin"
-    proc = run_fake(
-        tmp_path / "run", data_dir, "--policy", policy, "--env", f"FAKE_VAL_FILE={val}", mode="read_val"
-    )
-    result = read_result(tmp_path / "run" / "seed1" / "result.json")
-    assert "refused: pgolf isolation" in (tmp_path / "run" / "train_seed1.log").read_text()
-    assert result["isolation"]["violations"] == [f"train: an open of {val.resolve()} (rank 0)"]
-    v = verdict(result, "isolation_files")
-    assert f"train phase opened {val.resolve()} (refused)" in v["detail"]
-    if policy == "strict":
-        assert proc.returncode == 1 and v["verdict"] == "fail" and result["status"] == "failed"
-        assert str(val.resolve()) in result["reason"]
-    else:  # refused in time, so nothing reached the model: reported, not failed
-        assert proc.returncode == 0 and v["verdict"] == "pass" and result["status"] == "ok"
-
-
-@pytest.mark.parametrize("network", ["netns", "guard"])
-def test_a_connection_in_eval_never_arrives_and_is_reported(
-    tmp_path: Path, data_dir: Path, network: str
-) -> None:
-    if network == "netns" and not netns_available():
-        pytest.skip("unshare cannot create a network namespace here")
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.settimeout(0.5)
-        port = listener.getsockname()[1]
-        proc = run_fake(
-            tmp_path / "run",
-            data_dir,
-            "--policy",
-            "strict",
-            "--env",
-            f"FAKE_PORT={port}",
-            mode="socket_eval",
-            env={"PGOLF_NETNS": "1" if network == "netns" else "0"},
-        )
-        with pytest.raises(socket.timeout):
-            listener.accept()
-    result = read_result(tmp_path / "run" / "seed1" / "result.json")
-    assert result["isolation"]["network"] == network
-    v = verdict(result, "isolation_network")
-    assert v["verdict"] == "fail" and f"127.0.0.1:{port}" in v["detail"]
-    assert result["isolation"]["violations"] == [f"eval: a connection to 127.0.0.1:{port} (rank 0)"]
-    assert proc.returncode == 1 and result["status"] == "failed"
 
 
 def test_train_phase_without_artifact_is_a_crash(tmp_path: Path, data_dir: Path) -> None:

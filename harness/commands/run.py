@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.errors import PgolfError
 from harness.launch import DEFAULT_KILL_GRACE_S
 from harness.results import RUN_FILE
-from harness.rules import RULES
+from harness.rules import PHASE_WALLS, RULES
 from harness.runner import DEFAULT_SETUP_ALLOWANCE_S, Limits, RunConfig, run
 
 HELP = "timed, isolated, multi-seed runs of a submission"
@@ -74,12 +74,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_KILL_GRACE_S,
         help="seconds between TERM and KILL when the harness stops a phase",
     )
+    p.add_argument(
+        "--export-allowance-s",
+        type=float,
+        default=None,
+        help=f"time allowed after the last train_end for export (default {PHASE_WALLS.export_allowance_s:g} s; "
+        "challenge policy; strict holds the whole phase)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not echo the trainer's output (the log keeps it)")
 
 
 def limits_from(args: argparse.Namespace, default: Limits | None = None) -> Limits:
     lim = default or Limits()
-    for name in ("train_limit_s", "eval_limit_s", "setup_allowance_s"):
+    for name in ("train_limit_s", "eval_limit_s", "setup_allowance_s", "export_allowance_s"):
         v = getattr(args, name)
         if v is not None and v <= 0:
             raise PgolfError(f"--{name.replace('_', '-')} {v}: expected a positive number of seconds")
@@ -92,6 +99,9 @@ def limits_from(args: argparse.Namespace, default: Limits | None = None) -> Limi
         setup_allowance_s=args.setup_allowance_s
         if args.setup_allowance_s is not None
         else lim.setup_allowance_s,
+        export_allowance_s=args.export_allowance_s
+        if args.export_allowance_s is not None
+        else lim.export_allowance_s,
     )
 
 
@@ -118,6 +128,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="strict: the whole phase wall time counts and any isolation attempt fails the seed",
     )
     p.add_argument("--protocol", choices=("native", "legacy"), default="native")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run phases without the bubblewrap sandbox (every isolation verdict becomes not-verifiable)",
+    )
     p.add_argument("--resume", action="store_true", help="keep seeds that already have a complete result")
     p.add_argument(
         "--legacy-final-pattern",
@@ -149,6 +164,7 @@ def main(args: argparse.Namespace) -> int:
         echo=not args.quiet,
         command=["pgolf", *sys.argv[1:]],
         legacy_final_pattern=args.legacy_final_pattern,
+        sandbox=not args.no_sandbox,
     )
     summary = run(cfg)
     print(f"pgolf run: {summary['status']}: {out / RUN_FILE}")

@@ -7,18 +7,16 @@ It trains nothing. FAKE_MODE picks a misbehaviour:
   crash_rank1    rank 1 raises during training
   nan            reports a NaN train loss at step 3
   oversize       writes FAKE_MODEL_BYTES of model
-  read_val       opens FAKE_VAL_FILE during training
-  socket_eval    connects to 127.0.0.1:FAKE_PORT during eval
   ignore_sigterm ignores SIGTERM and sleeps in training (writes its pid to FAKE_PID_DIR)
   no_artifact    writes nothing to ARTIFACT_DIR
 FAKE_DIST=1 makes the ranks meet over gloo (a real process group).
+Attacks on the isolation live in tests/fake_trainers/cheat/.
 """
 
 import json
 import math
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -59,13 +57,6 @@ def main():
         sleep_seeds = os.environ.get("FAKE_SLEEP_SEEDS")
         if mode == "sleep_train" and (not sleep_seeds or os.environ["SEED"] in sleep_seeds.split(",")):
             time.sleep(float(os.environ.get("FAKE_SLEEP_S", "3")))
-        if mode == "read_val":
-            try:
-                with open(os.environ["FAKE_VAL_FILE"], "rb") as f:
-                    f.read(16)
-                print("read the val file", flush=True)
-            except PermissionError as exc:
-                print(f"refused: {exc}", flush=True)
         if mode == "ignore_sigterm":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(3600)
@@ -81,12 +72,6 @@ def main():
         event("eval_start")
         with open(os.path.join(art, "model.bin"), "rb") as f:
             model = f.read()
-        if mode == "socket_eval":
-            try:
-                socket.create_connection(("127.0.0.1", int(os.environ["FAKE_PORT"])), timeout=2).close()
-                print("connected", flush=True)
-            except OSError as exc:
-                print(f"no connection: {exc}", flush=True)
         n_tokens = 0
         for name in sorted(os.listdir(os.environ["DATA_PATH"])):
             if name.startswith("fineweb_val_") and "bytes" not in name:

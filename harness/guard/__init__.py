@@ -1,1 +1,0 @@
-"""The in-process guard: this folder goes on a phase's PYTHONPATH so its sitecustomize loads."""
