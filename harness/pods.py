@@ -64,7 +64,13 @@ def make_plan(
     pods: int,
     image: str,
     run_name: str | None = None,
-    **options: object,
+    accelerators: str = DEFAULT_ACCELERATORS,
+    nproc: int = RULES.record_gpu_count,
+    variant: str = "caseops",
+    train_shards: int | None = None,
+    data_revision: str = "main",
+    cloud: str | None = None,
+    disk_size_gb: int = 100,
 ) -> PodPlan:
     """A checked plan; bad input is a one-line PgolfError naming the value."""
     entry = submission_dir / RULES.code_filename
@@ -78,7 +84,7 @@ def make_plan(
         raise PgolfError(
             f"--image {image!r}: expected a pushed image, e.g. ghcr.io/you/pgolf:0.1.0 or ...@sha256:<digest>"
         )
-    get_variant(str(options.get("variant", "caseops")))  # an unknown variant fails here, not on the pod
+    get_variant(variant)  # an unknown variant fails here, not on the pod
     name = run_name or submission_dir.resolve().name
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30].strip("-")
     if not slug:
@@ -89,7 +95,13 @@ def make_plan(
         seeds=tuple(seeds),
         pods=pods,
         image=image,
-        **options,  # type: ignore[arg-type]
+        accelerators=accelerators,
+        nproc=nproc,
+        variant=variant,
+        train_shards=train_shards,
+        data_revision=data_revision,
+        cloud=cloud,
+        disk_size_gb=disk_size_gb,
     )
 
 
