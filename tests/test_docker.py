@@ -368,9 +368,11 @@ def _serve(folder: Path, port: int) -> Iterator[str]:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -602,6 +604,69 @@ def test_rehearse_without_network_leaves_the_record_on_the_host(image: str, tmp_
         assert (record / name).is_file(), name
     text = (record / "submission.json").read_text() + (record / "README.md").read_text()
     assert "rehearsal" in text.lower(), "the packaged folder is not marked as a rehearsal"
+
+
+def _stand_in_flash_attn_wheel(folder: Path) -> Path:
+    """A tiny wheel named and laid out like flash_attn_3's (its module only imports): what the
+    build does with a pinned wheel is under test here, not FlashAttention (no CPU build exists)."""
+    import zipfile
+
+    name, version = "flash_attn_3", "3.0.0b1"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        "flash_attn_interface.py": "# stand-in for tests/test_docker.py: imports, computes nothing\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+        zf.writestr(f"{info}/RECORD", "".join(f"{p},,\n" for p in [*files, f"{info}/RECORD"]))
+    return wheel
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 900)
+def test_flash_attn_wheel_is_installed_only_when_its_sha256_matches(
+    image: str, base_image: str, wheel_url: str, wheelhouse: tuple[Path, str], context: Path, tmp_path: Path
+) -> None:
+    wheel = _stand_in_flash_attn_wheel(tmp_path)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    served = _serve(tmp_path, 0)
+    url = next(served) + wheel.name
+    try:
+        tag = f"{IMAGE}-fa3"
+        # A wheel that is not the pinned one stops the build.
+        with pytest.raises(AssertionError, match="FAILED"):
+            _build(
+                context,
+                tag,
+                base_image,
+                wheel_url,
+                TORCH_SPEC=wheelhouse[1],
+                EXPECTED_CUDA="",
+                FLASH_ATTN_WHEEL_URL=url,
+                FLASH_ATTN_WHEEL_SHA256="0" * 64,
+            )
+        _, log = _build(
+            context,
+            tag,
+            base_image,
+            wheel_url,
+            TORCH_SPEC=wheelhouse[1],
+            EXPECTED_CUDA="",
+            FLASH_ATTN_WHEEL_URL=url,
+            FLASH_ATTN_WHEEL_SHA256=digest,
+        )
+    finally:
+        served.close()
+    assert f"{wheel.name}: OK" in log  # sha256sum -c said so
+    report = json.loads(_run(tag, "doctor", "--json").stdout)
+    flash = next(c for c in report["checks"] if c["name"] == "flash-attn")
+    assert flash["status"] == "pass" and "flash_attn_3 3.0.0b1" in flash["detail"], flash
+    _docker("image", "rm", tag)
 
 
 # ---------------------------------------------------------------- pod mode: no command
