@@ -274,3 +274,44 @@ def test_gather_never_writes_into_an_existing_run(pod_runs: list[Path], tmp_path
     proc = pgolf("gather", *map(str, pod_runs), "--out", str(out))
     assert proc.returncode == 1 and "already exists and is not empty" in proc.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def _stand_in_tools(bin_dir: Path, failing_seed: str | None = None) -> Path:
+    """`sky` and `rsync` stand-ins on PATH (no cloud is reachable here): each records its
+    arguments and the time; `sky launch` takes a second, and fails for ``failing_seed``."""
+    bin_dir.mkdir()
+    calls = bin_dir / "calls.log"
+    fail = f'[[ "$*" == *"SEEDS={failing_seed} "* ]] && exit 1' if failing_seed else ""
+    (bin_dir / "sky").write_text(
+        f'#!/usr/bin/env bash\necho "start $(date +%s.%N) sky $*" >>{calls}\nsleep 1\n{fail}\n'
+        f'echo "end $(date +%s.%N) sky $*" >>{calls}\n'
+    )
+    (bin_dir / "rsync").write_text(f'#!/usr/bin/env bash\necho "rsync $*" >>{calls}\nmkdir -p "${{@: -1}}"\n')
+    for tool in ("sky", "rsync"):
+        (bin_dir / tool).chmod(0o755)
+    return calls
+
+
+def test_launch_run_starts_every_pod_at_once_then_collects(tmp_path: Path) -> None:
+    calls = _stand_in_tools(tmp_path / "bin")
+    out = tmp_path / "pods"
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    proc = pgolf("launch", str(TEMPLATE), "--image", IMAGE, "--out", str(out), "--run", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    starts = [float(ln.split()[1]) for ln in lines if ln.startswith("start")]
+    ends = [float(ln.split()[1]) for ln in lines if ln.startswith("end")]
+    assert len(starts) == 3 and max(starts) < min(ends), "the pods were launched one after another"
+    assert [ln.split()[-1] for ln in lines if ln.startswith("rsync")] == [
+        f"{out}/pgolf-submission-template-s{seed}/" for seed in (42, 0, 1234)
+    ]
+    assert f"pgolf gather {out}/pgolf-submission-template-s42" in proc.stdout
+
+
+def test_launch_run_reports_a_failed_pod_and_keeps_the_others(tmp_path: Path) -> None:
+    _stand_in_tools(tmp_path / "bin", failing_seed="0")
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    proc = pgolf("launch", str(TEMPLATE), "--image", IMAGE, "--out", str(tmp_path / "o"), "--run", env=env)
+    assert proc.returncode == 1
+    assert "failed: sky launch --yes --cluster pgolf-submission-template-s0" in proc.stderr
+    assert "sky down --yes pgolf-submission-template-s42 pgolf-submission-template-s0" in proc.stderr
