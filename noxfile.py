@@ -33,8 +33,11 @@ def ensure_bwrap(session: nox.Session) -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite (real trainer, real hub client, real processes, real sandbox)."""
-    install_project(session, "test")
+    """The whole test suite (real trainer, real hub client, real processes, real sandbox).
+
+    The launch extra brings SkyPilot, whose own parser checks `pgolf launch`'s task (tests/test_pods.py).
+    """
+    install_project(session, "test", "launch")
     session.run("pytest", "-ra", *session.posargs, env=ensure_bwrap(session))
 
 
@@ -47,15 +50,23 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docker(session: nox.Session) -> None:
-    """Build docker/Dockerfile on a local stand-in base and run pgolf in it (tests/test_docker.py).
+    """Build docker/Dockerfile and run it (tests/test_docker.py): the fast stand-in (CPU torch on a
+    local debootstrap base) and, by hand only, the real image (torch 2.9.1 for CUDA 12.8 from
+    PyPI, ~4 GB of wheels): its build time, size, imports and a CPU rehearsal inside it.
 
     Starts dockerd (installing Debian's docker.io) when no engine answers; needs root then.
     Unlike the `tests` session, where these tests skip with the reason, an engine that
-    cannot be had is a failure here.
+    cannot be had is a failure here. A flash-attn 3 wheel is installed when
+    PGOLF_FLASH_ATTN_WHEEL_URL and PGOLF_FLASH_ATTN_WHEEL_SHA256 name one reachable from here.
     """
     install_project(session, "test")
     session.run(
-        "pytest", "-ra", "-s", "tests/test_docker.py", *session.posargs, env={"PGOLF_REQUIRE_DOCKER": "1"}
+        "pytest",
+        "-ra",
+        "-s",
+        "tests/test_docker.py",
+        *session.posargs,
+        env={"PGOLF_REQUIRE_DOCKER": "1", "PGOLF_DOCKER_REAL": "1"},
     )
 
 

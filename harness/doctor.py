@@ -361,7 +361,8 @@ def evaluate(f: Facts) -> list[Check]:
             Check(
                 "flash-attn",
                 "warn",
-                f"neither flash_attn_3 nor flash-attn 4 importable{where}: {f.flash_attn_error or 'not installed'}",
+                f"neither flash_attn_3 nor flash-attn 4 importable{where}: {f.flash_attn_error or 'not installed'}; "
+                "attention: PyTorch SDPA (the trainer's fallback)",
             )
         )
 
