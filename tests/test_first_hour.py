@@ -242,3 +242,46 @@ def test_different_setup_crashes_do_not_stop_the_run(tmp_path: Path) -> None:
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [run_json["results"][s]["status"] for s in "123"] == ["crashed", "ok", "crashed"]
     assert "stopped" not in proc.stderr
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.slow
+def test_tensorboard_event_files_hold_the_run_per_seed(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = make_data(tmp_path / "data")
+    tb = tmp_path / "tb"
+    proc = run_crashing(tmp_path / "run", data, "", "1,2", "--tensorboard", str(tb))
+    assert proc.returncode == 0, proc.stderr
+    for seed in (1, 2):
+        acc = EventAccumulator(str(tb / "run" / f"seed{seed}"))
+        acc.Reload()
+        scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+        assert scalars["train/loss"] == [(1, 5.0), (2, 4.0)]
+        assert scalars["train/lr_scale"] == [(1, 0.5), (2, 1.0)]
+        assert [s for s, _ in scalars["train/tokens_per_s"]] == [1, 2]
+        assert all(v > 0 for _, v in scalars["train/tokens_per_s"])
+        result = read_result(tmp_path / "run" / f"seed{seed}" / "result.json")
+        assert scalars["val/val_bpb"] == [(2, pytest.approx(result["val_bpb"]))]
+        assert scalars["val/val_loss"] == [(2, pytest.approx(result["val_loss"]))]
+
+
+def test_tensorboard_without_its_writer_is_refused_up_front(tmp_path: Path) -> None:
+    probe = (
+        "import sys; sys.modules['tensorboardX'] = None\n"
+        "from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    data = make_data(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "run", str(CRASHING), "--data-dir", str(data), "--out", str(tmp_path / "r"),
+         "--tensorboard", str(tmp_path / "tb")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "pgolf run: error: --tensorboard: the tensorboardX package is not installed; "
+        "pip install 'pgolf[tensorboard]' (tensorboardX)"
+    )
+    assert not (tmp_path / "r").exists()

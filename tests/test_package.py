@@ -12,6 +12,8 @@ import importlib.metadata
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import pytest
 from fixtures_run import DEFAULT_CODE, DEFAULT_FINGERPRINT, make_run_dir
 
 from harness import stats
+from harness.cli import build_parser
 from harness.cli import main as cli_main
 from harness.errors import PgolfError
 from harness.fingerprint import first_distribution
@@ -32,6 +35,7 @@ from harness.package import (
     READABLE_CODE_FILE,
     SUBMISSION_FILE,
     load_scores,
+    read_template,
     package_run,
 )
 from harness.packcode import is_packed, minify_source, pack_source, unpack_source
@@ -168,7 +172,8 @@ def test_readme_has_tables_significance_compliance_and_plot(tmp_path: Path) -> N
     dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
     readme = (dest / "README.md").read_text("utf-8")
     sub = read_json(dest / SUBMISSION_FILE)
-    assert "$" not in readme.replace("$ ", ""), "an unfilled template placeholder"
+    placeholders = set(re.findall(r"\$(\w+)", read_template()))
+    assert placeholders and not any(f"${p}" in readme for p in placeholders), "an unfilled template placeholder"
     for s in RULES.default_seeds:
         r = sub["seed_results"][str(s)]
         row = next(line for line in readme.splitlines() if line.startswith(f"| {s} |"))
@@ -185,6 +190,48 @@ def test_readme_has_tables_significance_compliance_and_plot(tmp_path: Path) -> N
     assert img.shape[0] > 200 and img.shape[1] > 400
     assert "pgolf run records/track_10min_16mb/" in readme  # reproduce command
     assert "torch_version" in readme  # environment fingerprint
+
+
+def test_reproduce_command_carries_the_limits_processes_and_environment(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    run_json = read_json(run / "run.json")
+    run_json["env"] = {"NUM_LAYERS": "11"}
+    (run / "run.json").write_text(json.dumps(run_json))
+    dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    sub = read_json(dest / SUBMISSION_FILE)
+    lines = sub["reproduce"].splitlines()
+    first = read_json(dest / "seed42" / "result.json")
+    lim = first["limits"]
+    data_dir = Path(run_json["data"]["data_dir"]).name
+    assert f"DATA_DIR=/data/datasets/{data_dir}" in lines
+    run_line = next(line for line in lines if line.startswith("pgolf run "))
+    assert shlex.split(run_line) == [
+        "pgolf", "run", f"records/track_10min_16mb/{dest.name}", "--data-dir", "$DATA_DIR",
+        "--seeds", "42,0,1234", "--nproc", str(first["nproc"]),
+        "--train-limit-s", f"{lim['train_time_limit_s']:g}", "--eval-limit-s", f"{lim['eval_time_limit_s']:g}",
+        "--artifact-cap-bytes", str(lim["artifact_cap_bytes"]), "--setup-allowance-s", f"{lim['setup_allowance_s']:g}",
+        "--policy", first["policy"], "--protocol", first["protocol"], "--env", "NUM_LAYERS=11",
+        "--out", "runs/reproduce",
+    ]  # fmt: skip
+    assert '--data-dir "$DATA_DIR"' in run_line  # quoted: a path with spaces still works
+    assert lines[-1].startswith("pgolf package runs/reproduce --name TinyRecord")
+    assert f"```sh\n{sub['reproduce']}\n```" in (dest / "README.md").read_text("utf-8")
+    # The command parses with the real CLI (every flag exists, every value is accepted).
+    args = build_parser().parse_args([a.replace("$DATA_DIR", "/d") for a in shlex.split(run_line)[1:]])
+    assert (args.nproc, args.seeds, args.env) == (first["nproc"], "42,0,1234", ["NUM_LAYERS=11"])
+    build_parser().parse_args(shlex.split(lines[-1])[1:])
+
+
+def test_every_hash_is_labelled_with_what_it_covers(tmp_path: Path) -> None:
+    dest = package(make_run_dir(tmp_path / "run"), tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    readme = (dest / "README.md").read_text("utf-8")
+    sub = read_json(dest / SUBMISSION_FILE)
+    assert set(sub["hashes_cover"]) == {
+        "code.source_sha256", "fingerprint.code_sha256", "fingerprint.data_lock_sha256", "files.<name>.sha256",
+    }  # fmt: skip
+    for line in readme.splitlines():
+        for digest in re.findall(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{16}…", line):
+            assert "sha256 of" in line or "sha256 over" in line, f"unlabelled hash {digest} in: {line}"
 
 
 def test_numbers_follow_result_json_not_anything_typed(tmp_path: Path) -> None:

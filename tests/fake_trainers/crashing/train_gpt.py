@@ -1,6 +1,6 @@
 """A fake native-protocol trainer that dies the ways a competitor's first runs die.
 
-FAKE_MODE:
+FAKE_MODE (unset: a well-behaved run of two steps):
   setup_error  prints the reference trainer's one-line error and exits 2 before train_start
                (the same on every seed: the environment's fault)
   seed_error   the same, but only for the seeds in FAKE_BAD_SEEDS (comma-separated)
@@ -34,6 +34,8 @@ def main():
         return 0
     event("train_start")
     event("step", step=1, train_loss=5.0, lr_scale=0.5, tokens=2048)
+    time.sleep(0.1)
+    event("step", step=2, train_loss=4.0, lr_scale=1.0, tokens=4096)
     if mode == "oom":
         blob = b"x" * (int(os.environ.get("FAKE_ALLOC_MB", "400")) << 20)  # written: resident
         time.sleep(1.5)  # long enough for the harness to sample it
@@ -41,7 +43,7 @@ def main():
         print(len(blob))
     with open(os.path.join(os.environ["ARTIFACT_DIR"], "model.bin"), "wb") as f:
         f.write(b"m" * 100)
-    event("train_end", step=1)
+    event("train_end", step=2)
     return 0
 
 
