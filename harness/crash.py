@@ -73,8 +73,8 @@ def parse_failure(lines: Sequence[str], returncode: int | None) -> Failure:
             candidates.append((int(m.group("rank")) if m.group("rank") else None, m.group("line").strip()))
     # The root-cause rank's last error when the lines say which rank wrote them, else the last one.
     own = [c for c in candidates if rank is not None and c[0] == rank]
-    error = (own or candidates or [(None, None)])[-1][1]
-    return Failure(rank=rank, exit_code=code, error_line=error[:300] if error else None)
+    chosen = own or candidates
+    return Failure(rank=rank, exit_code=code, error_line=chosen[-1][1][:300] if chosen else None)
 
 
 def signal_name(signum: int) -> str:
@@ -211,9 +211,7 @@ def memory_hint(mem: MemoryReport, *, kernel_log: bool | None = None) -> str:
     """The memory part of a SIGKILL's reason."""
     peak = f"peak RSS of the phase's processes {mem.peak_rss_bytes / GIB:.2f} GiB"
     limit = f"{mem.limit_bytes / GIB:.2f} GiB ({mem.limit_source})" if mem.limit_bytes else None
-    seen = (mem.oom_kills or 0) > 0 or (
-        kernel_log if kernel_log is not None else kernel_killed(mem.pids)
-    )
+    seen = (mem.oom_kills or 0) > 0 or (kernel_log if kernel_log is not None else kernel_killed(mem.pids))
     if seen:
         return f"killed by the kernel for memory (out-of-memory kill recorded); {peak}" + (
             f" of {limit}" if limit else ""

@@ -38,7 +38,9 @@ class TensorBoardSink:
         try:
             import tensorboardX  # noqa: F401
         except ImportError:
-            raise PgolfError(f"--tensorboard: the tensorboardX package is not installed; {INSTALL_HINT}") from None
+            raise PgolfError(
+                f"--tensorboard: the tensorboardX package is not installed; {INSTALL_HINT}"
+            ) from None
 
     def __init__(self, logdir: Path) -> None:
         from tensorboardX import SummaryWriter
@@ -67,7 +69,9 @@ class TensorBoardSink:
             tokens = _number(ev.get("tokens"))
             if tokens is not None:
                 if self._last is not None and t > self._last[0] and tokens > self._last[1]:
-                    self._scalar("train/tokens_per_s", (tokens - self._last[1]) / (t - self._last[0]), self.step)
+                    self._scalar(
+                        "train/tokens_per_s", (tokens - self._last[1]) / (t - self._last[0]), self.step
+                    )
                 self._last = (t, tokens)
         elif name == EV_VAL:
             self._scalar("val/val_bpb", _number(ev.get("val_bpb")), self.step)
@@ -75,7 +79,8 @@ class TensorBoardSink:
 
     def result(self, result: Mapping[str, Any]) -> None:
         """The final, harness-measured score at the seed's last step."""
-        step = result.get("steps") if isinstance(result.get("steps"), int) else self.step
+        steps = result.get("steps")
+        step = steps if isinstance(steps, int) else self.step
         self._scalar("val/val_bpb", _number(result.get("val_bpb")), step)
         self._scalar("val/val_loss", _number(result.get("val_loss")), step)
 

@@ -31,7 +31,7 @@ import shlex
 import shutil
 import string
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -613,8 +613,13 @@ def machine_paths(run_dir: Path, run_json: Mapping[str, Any] | None) -> dict[str
 def scrub_paths(text: str, paths: Mapping[str, str]) -> str:
     """``text`` with each machine path (longest first, whole path components only) replaced."""
     for path in sorted(paths, key=len, reverse=True):
-        text = re.sub(re.escape(path) + r"(?![\w.\-])", lambda _m, p=path: paths[p], text)
+        # A function, not a replacement string: "$RUN_DIR" and backslashes stay literal.
+        text = re.sub(re.escape(path) + r"(?![\w.\-])", _literal(paths[path]), text)
     return text
+
+
+def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
+    return lambda _m: replacement
 
 
 # --------------------------------------------------------------------------- package

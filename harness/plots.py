@@ -107,9 +107,9 @@ def curves_figure(curves: Sequence[SeedCurves], title: str = "") -> Figure:
     if len(finals) >= 2:
         mean = sum(finals) / len(finals)
         ax_bpb.axhline(mean, color="0.4", lw=0.8, ls="--", label=f"mean of finals {mean:.4f}")
-    ys = finals + [y for c in curves for _, y in c.val]
-    if ys:
-        lo, hi = min(ys), max(ys)
+    shown = finals + [y for c in curves for _, y in c.val]
+    if shown:
+        lo, hi = min(shown), max(shown)
         pad = max(0.15 * (hi - lo), 0.002 * abs(hi), 1e-4)  # one point or close seeds: a readable range
         ax_bpb.set_ylim(lo - pad, hi + 3 * pad)
     ax_loss.set_xlim(left=0)

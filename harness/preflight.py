@@ -58,7 +58,9 @@ def check_code(submission_dir: Path) -> int:
         for p in sorted(submission_dir.rglob("*"))
         if p.suffix in CODE_SUFFIXES
         and p.is_file()
-        and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(submission_dir).parts)
+        and not any(
+            part.startswith(".") or part == "__pycache__" for part in p.relative_to(submission_dir).parts
+        )
     ]
     for p in files:
         try:
@@ -122,7 +124,9 @@ def check_data(
     pairs: list[tuple[Path, Path | None]] = [(v, sidecars.pop(sidecar_name(v.name), None)) for v in files.val]
     if sidecars:
         orphan = next(iter(sidecars.values()))
-        raise PreflightError(f"{orphan}: byte sidecar without its val shard {orphan.name.replace('bytes_', '')}")
+        raise PreflightError(
+            f"{orphan}: byte sidecar without its val shard {orphan.name.replace('bytes_', '')}"
+        )
     if tokenizer is not None and "caseops" in tokenizer.name:
         missing = next((v for v, s in pairs if s is None), None)
         if missing is not None:

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -215,7 +216,11 @@ class Live:
     """pgolf's own lines and one status line (seed i/n, phase, step, loss, elapsed vs limit, ETA).
 
     The trainer's output goes to the seed's log; ``echo`` (``--verbose``) also shows it here.
+    Where stderr is not a terminal (``docker logs``, CI), the status is printed as a plain
+    line every ``PLAIN_STATUS_EVERY_S`` instead of redrawn in place.
     """
+
+    PLAIN_STATUS_EVERY_S = 30.0
 
     def __init__(self, echo: bool, status_line: bool = True) -> None:
         from rich.console import Console
@@ -225,6 +230,7 @@ class Live:
         self.console = Console(stderr=True, highlight=False)
         self._live: Any = None
         self.status = ""
+        self._plain_at: float | None = None
 
     def start(self) -> None:
         if self.status_line and self.console.is_terminal:
@@ -252,6 +258,11 @@ class Live:
         self.status = text
         if self._live is not None:
             self._text.plain = text
+        elif self.status_line and not self.console.is_terminal:
+            now = time.monotonic()
+            if self._plain_at is None or now - self._plain_at >= self.PLAIN_STATUS_EVERY_S:
+                self._plain_at = now
+                self.note(text)
 
 
 # ---------------------------------------------------------------- one seed
@@ -981,9 +992,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     else:
         cfg.tokenizer_path = cfg.tokenizer_path.resolve()
     check_inputs(cfg)
-    report = preflight(
-        cfg.submission_dir, cfg.data_dir, cfg.tokenizer_path, native=cfg.protocol == "native"
-    )
+    report = preflight(cfg.submission_dir, cfg.data_dir, cfg.tokenizer_path, native=cfg.protocol == "native")
     if cfg.tensorboard_dir is not None:
         cfg.tensorboard_dir = cfg.tensorboard_dir.resolve()
         TensorBoardSink.available()

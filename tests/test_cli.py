@@ -86,7 +86,9 @@ def test_every_flag_of_every_command_is_in_the_readme_with_its_default() -> None
             assert row is not None, f"pgolf {name} {flag}: not in README's command reference"
             shown = re.search(r"\(default: ([^)]*)\)\s*$", " ".join(text.split()))
             if shown and not shown.group(1).startswith(("$", "the ", "runs/", "all", "no ")):
-                assert f"| `{shown.group(1)}` |" in row, f"pgolf {name} {flag}: default {shown.group(1)} vs {row}"
+                assert f"| `{shown.group(1)}` |" in row, (
+                    f"pgolf {name} {flag}: default {shown.group(1)} vs {row}"
+                )
 
 
 def test_rehearse_help_shows_the_rehearsals_own_limits() -> None:

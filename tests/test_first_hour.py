@@ -27,7 +27,9 @@ from harness.shards import write_shard
 REPO = Path(__file__).resolve().parents[1]
 FAKE = REPO / "tests" / "fake_trainers" / "native"
 CRASHING = REPO / "tests" / "fake_trainers" / "crashing"
-TOKENIZER = REPO / "harness" / "data" / "rehearsal" / "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+TOKENIZER = (
+    REPO / "harness" / "data" / "rehearsal" / "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+)
 
 
 def make_data(d: Path) -> Path:
@@ -164,7 +166,9 @@ def test_the_root_cause_ranks_own_error_is_the_reason() -> None:
 
 def test_a_signal_from_torchruns_summary_is_named() -> None:
     tail = TORCHRUN_TAIL.replace("exitcode  : 1 (pid: 4242)", "exitcode  : -9 (pid: 4242)")
-    mem = crash.MemoryReport(peak_rss_bytes=60 << 30, limit_bytes=64 << 30, limit_source="the machine's memory")
+    mem = crash.MemoryReport(
+        peak_rss_bytes=60 << 30, limit_bytes=64 << 30, limit_source="the machine's memory"
+    )
     reason = crash.crash_reason("train", tail.splitlines(), 1, mem)
     assert reason.startswith("train phase crashed: rank 1 was killed by SIGKILL (not sent by pgolf); ")
     assert "likely out of memory: peak RSS of the phase's processes 60.00 GiB of 64.00 GiB" in reason
@@ -181,10 +185,14 @@ def test_memory_hint_says_what_was_seen() -> None:
 def test_staged_paths_become_the_real_ones() -> None:
     staged = {"/r/.stage/seed1/train_data": "/data/sp"}
     line = "TrainerError: /r/.stage/seed1/train_data/fineweb_train_000003.bin: truncated header"
-    assert crash.real_paths(line, staged) == "TrainerError: /data/sp/fineweb_train_000003.bin: truncated header"
+    assert (
+        crash.real_paths(line, staged) == "TrainerError: /data/sp/fineweb_train_000003.bin: truncated header"
+    )
 
 
-def run_crashing(run_dir: Path, data: Path, mode: str, seeds: str, *extra: str, env: dict[str, str] | None = None):
+def run_crashing(
+    run_dir: Path, data: Path, mode: str, seeds: str, *extra: str, env: dict[str, str] | None = None
+):
     return pgolf(
         "run", str(CRASHING), "--data-dir", str(data), "--out", str(run_dir), "--seeds", seeds,
         "--env", f"FAKE_MODE={mode}", *extra, env=env,
@@ -207,7 +215,11 @@ def test_sigkill_of_a_rank_is_named_with_the_peak_memory(tmp_path: Path) -> None
     peak = float(reason.split("processes ")[1].split(" GiB")[0])
     assert peak >= 0.39  # the 400 MiB were seen
     # The terminal: pgolf's lines, the crash in one line with the log's place; no trainer output.
-    seed_line = next(line for line in proc.stderr.splitlines() if line.startswith("pgolf: seed 1: crashed — train phase crashed: rank 0 was killed by SIGKILL"))
+    seed_line = next(
+        line
+        for line in proc.stderr.splitlines()
+        if line.startswith("pgolf: seed 1: crashed — train phase crashed: rank 0 was killed by SIGKILL")
+    )
     assert seed_line.endswith(f"; log: {tmp_path / 'run' / 'train_seed1.log'}")
     assert "c10d warning" not in proc.stderr + proc.stdout and ":::PGOLF" not in proc.stderr
     assert "Traceback" not in proc.stderr

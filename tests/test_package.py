@@ -22,6 +22,7 @@ from typing import Any
 
 import jsonschema
 import matplotlib.image
+import matplotlib.pyplot as plt
 import pytest
 from fixtures_run import DEFAULT_CODE, DEFAULT_FINGERPRINT, make_run_dir
 
@@ -35,11 +36,12 @@ from harness.package import (
     READABLE_CODE_FILE,
     SUBMISSION_FILE,
     load_scores,
-    read_template,
     package_run,
+    read_template,
+    scrub_paths,
 )
 from harness.packcode import is_packed, minify_source, pack_source, unpack_source
-from harness.plots import curves_from_events, render_curves_png
+from harness.plots import SeedCurves, curves_figure, curves_from_events, render_curves_png
 from harness.results import load_schema
 from harness.rules import RULES
 
@@ -173,7 +175,9 @@ def test_readme_has_tables_significance_compliance_and_plot(tmp_path: Path) -> N
     readme = (dest / "README.md").read_text("utf-8")
     sub = read_json(dest / SUBMISSION_FILE)
     placeholders = set(re.findall(r"\$(\w+)", read_template()))
-    assert placeholders and not any(f"${p}" in readme for p in placeholders), "an unfilled template placeholder"
+    assert placeholders and not any(f"${p}" in readme for p in placeholders), (
+        "an unfilled template placeholder"
+    )
     for s in RULES.default_seeds:
         r = sub["seed_results"][str(s)]
         row = next(line for line in readme.splitlines() if line.startswith(f"| {s} |"))
@@ -876,3 +880,35 @@ def test_legacy_run_without_a_harness_artifact_count_uses_the_trainers_claim(tmp
     assert rule["verdict"] == "not-verifiable" and sub["compliance"]["verdict"] == "not-verifiable"
     readme = (package(run, tmp_path / "records2") / "README.md").read_text()
     assert "15,700,000 (trainer claim)" in readme
+
+
+def test_machine_paths_are_replaced_by_whole_components_only() -> None:
+    paths = {"/tmp": "$TMPDIR", "/tmp/x/run": "$RUN_DIR", "/home/ada": "~"}
+    text = "/tmp/x/run/.stage/a /tmpfoo /tmp/y /home/ada/.venv/bin/python /home/adam"
+    assert scrub_paths(text, paths) == "$RUN_DIR/.stage/a /tmpfoo $TMPDIR/y ~/.venv/bin/python /home/adam"
+
+
+def test_curves_show_each_seeds_final_score_on_the_whole_runs_step_axis() -> None:
+    finals = {42: (4930, 1.0712), 0: (4911, 1.0731), 1234: (4925, 1.0698)}
+    curves = [
+        SeedCurves(
+            seed=s, train=[(i, 6.0 / (1 + i / 100)) for i in range(0, step, 50)], final_bpb=b, final_step=step
+        )
+        for s, (step, b) in finals.items()
+    ]
+    fig = curves_figure(curves)
+    try:
+        ax_loss, ax_bpb = fig.axes
+        assert ax_bpb.get_xlim() == ax_loss.get_xlim()  # one step axis for both panels
+        left, right = ax_bpb.get_xlim()
+        assert left == 0 and right >= 4930
+        stars = [tuple(c.get_offsets()[0]) for c in ax_bpb.collections]
+        assert sorted(stars) == sorted(finals.values())
+        low, high = ax_bpb.get_ylim()
+        assert low < 1.0698 and high > 1.0731 and high - low < 0.02  # the spread is visible, not a dot
+        labels = {t.get_text() for t in ax_bpb.texts}
+        assert {f"{b:.4f}" for _, b in finals.values()} <= labels
+        legend = [t.get_text() for t in ax_bpb.get_legend().get_texts()]
+        assert f"mean of finals {sum(b for _, b in finals.values()) / 3:.4f}" in legend
+    finally:
+        plt.close(fig)

@@ -174,8 +174,15 @@ def test_the_packaged_reproduce_command_runs_as_written(tmp_path: Path) -> None:
     # It ends with what to do next: the three commands of a real run.
     tail = proc.stdout.splitlines()[-4:]
     assert tail[0].startswith("pgolf rehearse: next, a real run on 8x H100")
-    assert [line.split()[:2] for line in tail[1:]] == [["pgolf", "doctor"], ["pgolf", "fetch"], ["pgolf", "run"]]
-    assert "--nproc 8" in tail[3] and "/data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved" in tail[3]
+    assert [line.split()[:2] for line in tail[1:]] == [
+        ["pgolf", "doctor"],
+        ["pgolf", "fetch"],
+        ["pgolf", "run"],
+    ]
+    assert (
+        "--nproc 8" in tail[3]
+        and "/data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved" in tail[3]
+    )
     (record,) = (out / "records" / "track_non_record_16mb").iterdir()
     readme = (record / "README.md").read_text("utf-8")
     block = readme.split("## Reproduce", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
@@ -186,7 +193,12 @@ def test_the_packaged_reproduce_command_runs_as_written(tmp_path: Path) -> None:
     assert machine_paths_in(record, needles) == []
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], cwd=out, env=env, capture_output=True, text=True, timeout=600
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     again = read_result(out / "runs" / "reproduce" / "seed42" / "result.json")

@@ -32,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="where `pgolf fetch` put (or will put) the data (default: $PGOLF_DATA_DIR or ./data)",
     )
-    p.add_argument("--variant", default=DEFAULT_VARIANT, help=f"data variant to look for: one of {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variant", default=DEFAULT_VARIANT, help=f"data variant to look for: one of {', '.join(VARIANTS)}"
+    )
     p.add_argument(
         "--need-gb",
         type=float,

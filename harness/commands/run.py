@@ -51,8 +51,15 @@ def add_run_arguments(p: argparse.ArgumentParser, defaults: Limits) -> None:
         default=defaults.train_time_limit_s,
         help="training time limit in seconds; recorded in result.json",
     )
-    p.add_argument("--eval-limit-s", type=float, default=defaults.eval_time_limit_s, help="evaluation time limit in seconds")
-    p.add_argument("--artifact-cap-bytes", type=int, default=defaults.artifact_cap_bytes, help="artifact cap in bytes")
+    p.add_argument(
+        "--eval-limit-s",
+        type=float,
+        default=defaults.eval_time_limit_s,
+        help="evaluation time limit in seconds",
+    )
+    p.add_argument(
+        "--artifact-cap-bytes", type=int, default=defaults.artifact_cap_bytes, help="artifact cap in bytes"
+    )
     p.add_argument(
         "--setup-allowance-s",
         type=float,
@@ -91,7 +98,9 @@ def limits_from(args: argparse.Namespace) -> Limits:
         if v <= 0:
             raise PgolfError(f"--{name.replace('_', '-')} {v}: expected a positive number of seconds")
     if args.artifact_cap_bytes <= 0:
-        raise PgolfError(f"--artifact-cap-bytes {args.artifact_cap_bytes}: expected a positive number of bytes")
+        raise PgolfError(
+            f"--artifact-cap-bytes {args.artifact_cap_bytes}: expected a positive number of bytes"
+        )
     return Limits(
         train_time_limit_s=args.train_limit_s,
         eval_time_limit_s=args.eval_limit_s,
@@ -137,7 +146,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="native: train and eval phases (PGOLF_PHASE); legacy: one process, scores read from its log",
     )
     p.add_argument(
-        "--resume", action="store_true", help="keep seeds whose result is ok or failed, run the others (same code)"
+        "--resume",
+        action="store_true",
+        help="keep seeds whose result is ok or failed, run the others (same code)",
     )
     p.add_argument(
         "--legacy-final-pattern",
