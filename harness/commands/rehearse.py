@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -59,10 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def next_steps() -> list[str]:
     """What a competitor runs next, on the pod: the three commands of a real run."""
     data = f"/data/datasets/{VARIANTS[DEFAULT_VARIANT].dataset}"
+    trainer = template_dir()
+    with contextlib.suppress(ValueError):  # a checkout: the short, relative name
+        trainer = trainer.relative_to(Path.cwd())
     return [
         "pgolf doctor --data-dir /data",
         f"pgolf fetch --variant {DEFAULT_VARIANT} --data-dir /data",
-        f"pgolf run {template_dir()} --data-dir {data} --seeds "
+        f"pgolf run {trainer} --data-dir {data} --seeds "
         + ",".join(map(str, RULES.default_seeds))
         + f" --nproc {RULES.record_gpu_count} --out runs/first",
     ]
