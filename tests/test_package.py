@@ -912,3 +912,32 @@ def test_curves_show_each_seeds_final_score_on_the_whole_runs_step_axis() -> Non
         assert f"mean of finals {sum(b for _, b in finals.values()) / 3:.4f}" in legend
     finally:
         plt.close(fig)
+
+
+def test_shipped_logs_and_records_carry_no_machine_path(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    run_json = read_json(run / "run.json")
+    run_json["submission"]["source_dir"] = str(tmp_path / "my_sub")
+    run_json["data"]["data_dir"] = str(tmp_path / "data" / "datasets" / "sp")
+    run_json["command"] = ["pgolf", "run", str(tmp_path / "my_sub"), "--out", str(run)]
+    (run / "run.json").write_text(json.dumps(run_json))
+    log = run / "train_seed42.log"
+    log.write_text(
+        f"[pgolf] seed 42 phase train: {sys.executable} -m torch.distributed.run train_gpt.py\n"
+        f"train_gpt.py: error: {run}/.stage/seed42/train_data/fineweb_train_000000.bin: truncated\n"
+        + log.read_text()
+    )
+    dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    for p in dest.rglob("*"):
+        if p.is_file() and p.suffix != ".png":
+            text = p.read_text("utf-8", errors="replace")
+            for needle in (str(tmp_path), sys.prefix, str(Path.home())):
+                assert needle not in text, f"{p.relative_to(dest)} names {needle}"
+    shipped = (dest / "train_seed42.log").read_text("utf-8")
+    assert "$RUN_DIR/.stage/seed42/train_data/fineweb_train_000000.bin" in shipped
+    assert "$PYTHON_PREFIX/" in shipped
+    assert read_json(dest / "run.json")["submission"]["source_dir"] == "$SUBMISSION_DIR"
+    # The code is shipped byte for byte; the manifest lists what is on disk.
+    assert (dest / "train_gpt.py").read_bytes() == (run / "code" / "train_gpt.py").read_bytes()
+    sub = read_json(dest / SUBMISSION_FILE)
+    assert sub["files"]["train_seed42.log"]["bytes"] == (dest / "train_seed42.log").stat().st_size
