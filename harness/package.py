@@ -31,7 +31,7 @@ import shlex
 import shutil
 import string
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -425,9 +425,15 @@ def render_readme(sub: Mapping[str, Any], template: str) -> str:
         )
         or "| (no verdicts recorded) | | | | |"
     )
+    covers = sub.get("hashes_cover", {})
+
+    def fp_key(k: str) -> str:
+        cover = covers.get(f"fingerprint.{k}")
+        return f"{_md(k)} ({_md(cover)})" if cover else _md(k)
+
     fp_rows = (
         "\n".join(
-            f"| {_md(k)} | {_md(json.dumps(v) if isinstance(v, dict | list) else v)} |"
+            f"| {fp_key(k)} | {_md(json.dumps(v) if isinstance(v, dict | list) else v)} |"
             for k, v in sub["fingerprint"].items()
         )
         or "| (no fingerprint recorded) | |"
@@ -436,13 +442,13 @@ def render_readme(sub: Mapping[str, Any], template: str) -> str:
     if code["packed"]:
         code_section = (
             f"`train_gpt.py` ({code['counted_bytes']:,} bytes, counted) is the self-extracting, lzma-compressed "
-            f"form of `{code['source_file']}`, the exact source that ran (sha256 `{code['source_sha256']}`, "
+            f"form of `{code['source_file']}`, the exact source that ran (sha256 of that source: `{code['source_sha256']}`, "
             f"{code['ran_code_bytes']:,} bytes). The packed file runs the same program."
         )
     else:
         code_section = (
             f"`train_gpt.py` ({code['counted_bytes']:,} bytes, counted) is byte-identical to the code that ran "
-            f"(sha256 `{code['source_sha256']}`)."
+            f"(sha256 of {code['counted_file']} as it ran: `{code['source_sha256']}`)."
         )
     code_section += (
         f" Counted code: {sub['bytes_code']:,} bytes; total artifact (code + compressed model, largest seed): "
@@ -490,7 +496,8 @@ def render_readme(sub: Mapping[str, Any], template: str) -> str:
         "code_section": code_section,
         "reproduce": sub["reproduce"],
         "files_list": "\n".join(
-            f"- `{n}` ({f['bytes']:,} bytes, sha256 `{f['sha256'][:16]}…`)" for n, f in sub["files"].items()
+            f"- `{n}` ({f['bytes']:,} bytes, sha256 of the file as shipped `{f['sha256'][:16]}…`)"
+            for n, f in sub["files"].items()
         ),
     }
     return string.Template(template).substitute(values)
@@ -515,11 +522,116 @@ def validate_submission(sub: Mapping[str, Any], where: str = SUBMISSION_FILE) ->
         raise PgolfError(f"{where}: field {path}: {exc.message}") from None
 
 
+REPRODUCE_OUT = "runs/reproduce"
+REPRODUCED_RECORDS = "reproduced"
+# What each hash in submission.json covers (README.md says the same beside each value).
+HASHES_COVER = {
+    "code.source_sha256": f"sha256 of the {RULES.code_filename} that ran (before any --pack-code)",
+    "fingerprint.code_sha256": "sha256 over every code file that ran: each file's path and sha256, one line "
+    "each, as harness.runner.code_digest writes them",
+    "fingerprint.data_lock_sha256": "sha256 of the lock file `pgolf fetch` wrote for the data; none without one",
+    "files.<name>.sha256": "sha256 of that file as shipped in this folder",
+}
+
+
 def _reproduce_command(
     rel_folder: str,
     seeds: Sequence[int],
-    nproc: Any,
+    first: Mapping[str, Any],
     run_json: Mapping[str, Any] | None,
+    rehearsal: bool,
+    hardware: str | None,
+    package_args: Sequence[str],
+) -> str:
+    """Shell lines that re-run this folder as it ran (limits, processes, environment) and package it."""
+    limits = first["limits"]
+    nproc = first.get("nproc")
+    run_cmd = [
+        "pgolf", "run", rel_folder, "--data-dir", "DATA_DIR_PLACEHOLDER", "--seeds", ",".join(map(str, seeds)),
+    ]  # fmt: skip
+    if isinstance(nproc, int):
+        run_cmd += ["--nproc", str(nproc)]
+    run_cmd += [
+        "--train-limit-s", f"{limits['train_time_limit_s']:g}",
+        "--eval-limit-s", f"{limits['eval_time_limit_s']:g}",
+        "--artifact-cap-bytes", str(limits["artifact_cap_bytes"]),
+        "--setup-allowance-s", f"{limits['setup_allowance_s']:g}",
+        "--policy", str(first["policy"]),
+        "--protocol", str(first["protocol"]),
+    ]  # fmt: skip
+    env = (run_json or {}).get("env")
+    if isinstance(env, dict):
+        for k, v in env.items():
+            run_cmd += ["--env", f"{k}={v}"]
+    run_cmd += ["--out", REPRODUCE_OUT]
+    pkg = ["pgolf", "package", REPRODUCE_OUT, *package_args, "--out", REPRODUCED_RECORDS]
+    data = (run_json or {}).get("data") or {}
+    dataset = Path(str(data.get("data_dir") or "<dataset>")).name
+    ran_on = f"{nproc} process(es) per phase" + (f" ({hardware})" if hardware else "")
+    if rehearsal:
+        data_line = [
+            "# the rehearsal's data ships with pgolf:",
+            'DATA_DIR="$(python -m harness.rehearsal_data path)"',
+        ]
+    else:
+        data_line = [
+            f"# the shards it ran on ({dataset}); `pgolf fetch --data-dir /data` puts them in /data/datasets/<dataset>",
+            f"DATA_DIR=/data/datasets/{dataset}",
+        ]
+    lines = [
+        f"# ran on {ran_on}; the record track's hardware is {RULES.record_gpu_count}x {RULES.record_gpu_model} "
+        f"{RULES.record_gpu_form_factor}. From the folder that holds {RULES.records_root}/:",
+        *data_line,
+        shlex.join(run_cmd).replace("DATA_DIR_PLACEHOLDER", '"$DATA_DIR"'),
+        shlex.join(pkg),
+    ]
+    return "\n".join(lines)
+
+
+def machine_paths(run_dir: Path, run_json: Mapping[str, Any] | None) -> dict[str, str]:
+    """Absolute paths of the machine that ran (or packages) the run -> what a shipped file says instead."""
+    import sys
+    import tempfile
+
+    sub = (run_json or {}).get("submission") or {}
+    data = (run_json or {}).get("data") or {}
+    named: list[tuple[Any, str]] = [
+        (run_dir.resolve(), "$RUN_DIR"),
+        (data.get("data_dir"), "$DATA_DIR"),
+        (Path(str(data["tokenizer_path"])).parent if data.get("tokenizer_path") else None, "$TOKENIZER_DIR"),
+        (Path(str(data["lock_file"])).parent if data.get("lock_file") else None, "$DATA_ROOT"),
+        (sub.get("source_dir"), "$SUBMISSION_DIR"),
+        (Path(__file__).resolve().parent, "$PGOLF"),
+        (sys.prefix, "$PYTHON_PREFIX"),
+        (sys.base_prefix, "$PYTHON_PREFIX"),
+        (Path(sys.executable).resolve().parent.parent, "$PYTHON_PREFIX"),
+        (Path.home(), "~"),
+        (tempfile.gettempdir(), "$TMPDIR"),
+    ]
+    out: dict[str, str] = {}
+    for path, name in named:
+        text = str(path) if path else ""
+        if len(text) > 1 and text.startswith("/") and text not in out:
+            out[text] = name
+    return out
+
+
+def scrub_paths(text: str, paths: Mapping[str, str]) -> str:
+    """``text`` with each machine path (longest first, whole path components only) replaced."""
+    for path in sorted(paths, key=len, reverse=True):
+        # A function, not a replacement string: "$RUN_DIR" and backslashes stay literal.
+        text = re.sub(re.escape(path) + r"(?![\w.\-])", _literal(paths[path]), text)
+    return text
+
+
+def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
+    return lambda _m: replacement
+
+
+# --------------------------------------------------------------------------- package
+
+
+def package_args(
     name: str,
     author: str,
     github_id: str,
@@ -527,46 +639,13 @@ def _reproduce_command(
     baseline_bpb: float | None,
     baseline_loss: float | None,
     pack_code: bool,
-) -> str:
-    run_cmd = ["pgolf", "run", rel_folder, "--seeds", ",".join(str(s) for s in seeds)]
-    if isinstance(nproc, int):
-        run_cmd += ["--nproc", str(nproc)]
-    env = (run_json or {}).get("env")
-    if isinstance(env, dict):
-        for k, v in env.items():
-            run_cmd += ["--env", f"{k}={v}"]
-    pkg = [
-        "pgolf",
-        "package",
-        "RUN_DIR",
-        "--name",
-        name,
-        "--author",
-        author,
-        "--github-id",
-        github_id,
-        "--track",
-        track,
-    ]
+) -> list[str]:
+    args = ["--name", name, "--author", author, "--github-id", github_id, "--track", track]
     if baseline_bpb is not None:
-        pkg += ["--baseline-bpb", repr(baseline_bpb)]
+        args += ["--baseline-bpb", repr(baseline_bpb)]
     if baseline_loss is not None:
-        pkg += ["--baseline-loss", repr(baseline_loss)]
-    if pack_code:
-        pkg.append("--pack-code")
-    lines = [
-        f"# on {RULES.record_gpu_count}x {RULES.record_gpu_model} {RULES.record_gpu_form_factor}, "
-        "in the pgolf image, with the data fetched by `pgolf fetch`:",
-        shlex.join(run_cmd),
-        shlex.join(pkg),
-    ]
-    original = (run_json or {}).get("command")
-    if isinstance(original, list) and all(isinstance(a, str) for a in original):
-        lines.append(f"# the run was started as: {shlex.join(original)}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- package
+        args += ["--baseline-loss", repr(baseline_loss)]
+    return [*args, "--pack-code"] if pack_code else args
 
 
 @dataclass
@@ -700,17 +779,24 @@ def package_run(
             files.add(rel, p.read_bytes())
     if REQUIREMENTS_FILE not in files.data:
         files.add(REQUIREMENTS_FILE, requirements_for(source, first["fingerprint"]).encode("utf-8"))
+    # Logs and records the harness wrote, with this machine's paths rewritten (code ships as it ran).
+    paths = machine_paths(run_dir, run.run_json)
+
+    def add_scrubbed(name: str, source: Path) -> None:
+        text = source.read_bytes().decode("utf-8", errors="replace")
+        files.add(name, scrub_paths(text, paths).encode("utf-8"))
+
     for seed in seeds:
         log = run_dir / RULES.seed_log_name(seed)
         if not log.is_file():
             raise PgolfError(f"{log}: not found (every packaged seed needs its train log)")
-        files.add(RULES.seed_log_name(seed), log.read_bytes())
-        files.add(f"seed{seed}/{RESULT_FILE}", (seed_dir(run_dir, seed) / RESULT_FILE).read_bytes())
+        add_scrubbed(RULES.seed_log_name(seed), log)
+        add_scrubbed(f"seed{seed}/{RESULT_FILE}", seed_dir(run_dir, seed) / RESULT_FILE)
         events = seed_dir(run_dir, seed) / EVENTS_FILE
         if events.is_file():
-            files.add(f"seed{seed}/{EVENTS_FILE}", events.read_bytes())
+            add_scrubbed(f"seed{seed}/{EVENTS_FILE}", events)
     if (run_dir / RUN_FILE).is_file():
-        files.add(RUN_FILE, (run_dir / RUN_FILE).read_bytes())
+        add_scrubbed(RUN_FILE, run_dir / RUN_FILE)
 
     # Numbers: all from result.json.
     losses = [float(included[s]["val_loss"]) for s in seeds]
@@ -822,16 +908,13 @@ def package_run(
         "reproduce": _reproduce_command(
             rel_folder,
             seeds,
-            first.get("nproc"),
+            first,
             run.run_json,
-            name,
-            author,
-            github_id,
-            track,
-            baseline_bpb,
-            baseline_loss,
-            pack_code,
+            rehearsal,
+            env.get("hardware"),
+            package_args(name, author, github_id, track, baseline_bpb, baseline_loss, pack_code),
         ),
+        "hashes_cover": HASHES_COVER,
         "forced": bool(force and problems),
         "excluded_seeds": excluded if force else {},
     }

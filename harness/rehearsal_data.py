@@ -7,6 +7,7 @@ from the proxy corpus (reproducibly: the cut is a prefix of whole documents);
 ``embedded`` finds and verifies the shipped copy.
 
     python -m harness.rehearsal_data build --proxy ../shared/data/proxy --tokenizers ../shared/tokenizers
+    python -m harness.rehearsal_data path     # where the shipped copy is (a rehearsal's data dir)
 """
 
 from __future__ import annotations
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--tokenizers", type=Path, required=True)
     b.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "rehearsal")
+    sub.add_parser("path", help="print the folder of the shipped data (a rehearsal's DATA_DIR)")
     args = ap.parse_args(argv)
+    if args.cmd == "path":
+        print(embedded(verify=False).data_dir)
+        return 0
     m = build(args.proxy, args.tokenizers, args.out)
     total = sum(f["bytes"] for f in m["files"].values()) + m["tokenizer"]["bytes"]
     print(f"wrote {args.out}: {total} bytes, unigram bpb {m['unigram_bpb']}")

@@ -27,6 +27,8 @@ TEMPLATE_PACKAGE_DIR = "_template"
 REHEARSAL_TRACK = "non_record_16mb"
 REHEARSAL_LIMIT_S = 60.0  # scaled train and eval limits
 REHEARSAL_SETUP_ALLOWANCE_S = 120.0  # a laptop importing torch, GPTQ export
+REHEARSAL_OUT_ENV = "PGOLF_REHEARSAL_OUT"
+DEFAULT_OUT = "rehearsal"
 
 # The reference trainer's tiny preset (its docstring), for CPU and single-GPU rehearsals.
 TINY_PRESET: dict[str, str] = {
@@ -92,7 +94,10 @@ class RehearsalConfig:
     name: str = "Rehearsal"
     author: str = "pgolf rehearsal"
     github_id: str = "pgolf-rehearsal"
-    echo: bool = True
+    echo: bool = False
+    status_line: bool = True
+    keep_going: bool = False
+    tensorboard_dir: Path | None = None
     kill_grace_s: float = 5.0
     command: list[str] = field(default_factory=list)
 
@@ -137,6 +142,9 @@ def rehearse(cfg: RehearsalConfig) -> RehearsalOutcome:
             rehearsal=True,
             device=cfg.device,
             echo=cfg.echo,
+            status_line=cfg.status_line,
+            keep_going=cfg.keep_going,
+            tensorboard_dir=cfg.tensorboard_dir,
             command=cfg.command,
         )
     )
@@ -157,4 +165,4 @@ def rehearse(cfg: RehearsalConfig) -> RehearsalOutcome:
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("PGOLF_REHEARSAL_OUT", "rehearsal"))
+    return Path(os.environ.get(REHEARSAL_OUT_ENV) or DEFAULT_OUT)

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jsonschema
+from rich.markup import escape
 
-from harness import __version__
+from harness import __version__, crash
 from harness.errors import PgolfError
 from harness.fingerprint import file_sha256, fingerprint, sha256_bytes
 from harness.isolation import (
@@ -42,6 +44,8 @@ from harness.isolation import (
 )
 from harness.launch import DEFAULT_KILL_GRACE_S, Clock, PhaseOutcome, finite, run_phase
 from harness.logparse import parse_log
+from harness.metrics import TensorBoardSink
+from harness.preflight import preflight
 from harness.protocol import (
     ENV_ARTIFACT_DIR,
     ENV_DATA_PATH,
@@ -84,9 +88,6 @@ DEFAULT_SETUP_ALLOWANCE_S = 300.0  # imports, compile, data loading before the t
 COMPLETE_STATUSES = ("ok", "failed")  # what --resume keeps
 CODE_SUFFIXES = (".py",)
 SKIP_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints", "logs"}
-_EXC_RE = re.compile(r"^(?:\[(?:rank|default)\d+\]:\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Exit)\b:?.*)$")
-_ROOT_RANK_RE = re.compile(r"\brank\s*:\s*(\d+)")
-_ROOT_EXIT_RE = re.compile(r"\bexitcode\s*:\s*(-?\d+)")
 
 
 class RunError(PgolfError):
@@ -139,6 +140,9 @@ class RunConfig:
     command: list[str] = field(default_factory=list)
     legacy_final_pattern: str | None = None
     sandbox: bool = True  # False (`--no-sandbox`): phases run unsandboxed, isolation not-verifiable
+    keep_going: bool = False  # run every seed even after the same setup crash twice
+    status_line: bool = True
+    tensorboard_dir: Path | None = None
 
 
 def now_iso() -> str:
@@ -217,18 +221,27 @@ def find_lock(data_dir: Path) -> Path | None:
 
 
 class Live:
-    """Trainer output to the terminal, and one status line: seed i/n, phase, step, loss, elapsed vs limit."""
+    """pgolf's own lines and one status line (seed i/n, phase, step, loss, elapsed vs limit, ETA).
 
-    def __init__(self, echo: bool) -> None:
+    The trainer's output goes to the seed's log; ``echo`` (``--verbose``) also shows it here.
+    Where stderr is not a terminal (``docker logs``, CI), the status is printed as a plain
+    line every ``PLAIN_STATUS_EVERY_S`` instead of redrawn in place.
+    """
+
+    PLAIN_STATUS_EVERY_S = 30.0
+
+    def __init__(self, echo: bool, status_line: bool = True) -> None:
         from rich.console import Console
 
         self.echo = echo
+        self.status_line = status_line
         self.console = Console(stderr=True, highlight=False)
         self._live: Any = None
         self.status = ""
+        self._plain_at: float | None = None
 
     def start(self) -> None:
-        if self.console.is_terminal:
+        if self.status_line and self.console.is_terminal:
             from rich.live import Live as RichLive
             from rich.text import Text
 
@@ -246,12 +259,18 @@ class Live:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
-        self.console.print(f"[bold cyan]pgolf[/]: {text}", highlight=False)
+        # One line whatever the width: a crash is one line with the log's place.
+        self.console.print(f"[bold cyan]pgolf[/]: {escape(text)}", highlight=False, soft_wrap=True)
 
     def set_status(self, text: str) -> None:
         self.status = text
         if self._live is not None:
             self._text.plain = text
+        elif self.status_line and not self.console.is_terminal:
+            now = time.monotonic()
+            if self._plain_at is None or now - self._plain_at >= self.PLAIN_STATUS_EVERY_S:
+                self._plain_at = now
+                self.note(text)
 
 
 # ---------------------------------------------------------------- one seed
@@ -473,9 +492,15 @@ class SeedRunner:
         self.limit = 0.0
         self.started_at = now_iso()
         self.level = sandbox_level() if cfg.sandbox else SandboxLevel(None, "switched off (--no-sandbox)")
+        self.memory: dict[str, crash.MemoryReport] = {}
+        self.metrics: TensorBoardSink | None = None
+        if cfg.tensorboard_dir is not None:
+            self.metrics = TensorBoardSink(cfg.tensorboard_dir / run_dir.name / f"seed{seed}")
 
     # -- events and progress
     def on_event(self, t: float, phase: str, ev: dict[str, Any]) -> str | None:
+        if self.metrics is not None:
+            self.metrics.event(t, ev)
         w = self.witness
         name = ev.get("event")
         if name == EV_TRAIN_START and w.train_start is None:
@@ -545,20 +570,22 @@ class SeedRunner:
         ]
         log.write(f"[pgolf] seed {self.seed} phase {phase}: {' '.join(cmd)}\n")
         log.flush()
-        out = run_phase(
-            sandbox(cmd) if sandbox is not None else cmd,
-            phase=phase,
-            env=env,
-            cwd=cwd,
-            clock=self.clock,
-            log=log,
-            events_path=self.sd / EVENTS_FILE,
-            ceiling_s=limit + self.cfg.limits.setup_allowance_s,
-            kill_grace_s=self.cfg.kill_grace_s,
-            on_line=self.on_line,
-            on_event=self.on_event,
-            on_tick=self.on_tick,
-        )
+        with crash.watch_memory() as mem:
+            self.memory[phase] = mem
+            out = run_phase(
+                sandbox(cmd) if sandbox is not None else cmd,
+                phase=phase,
+                env=env,
+                cwd=cwd,
+                clock=self.clock,
+                log=log,
+                events_path=self.sd / EVENTS_FILE,
+                ceiling_s=limit + self.cfg.limits.setup_allowance_s,
+                kill_grace_s=self.cfg.kill_grace_s,
+                on_line=self.on_line,
+                on_event=self.on_event,
+                on_tick=self.on_tick,
+            )
         log.write(
             f"[pgolf] seed {self.seed} phase {phase}: exit {out.returncode}, wall {out.wall_s:.3f} s"
             + (f", killed ({out.killed})" if out.killed else "")
@@ -654,6 +681,9 @@ class SeedRunner:
         if result["status"] != "ok" and not result["reason"]:
             result["reason"] = "unknown failure"
         write_result(self.sd / RESULT_FILE, result)
+        if self.metrics is not None:
+            self.metrics.result(result)
+            self.metrics.close()
         release(self.stage)
 
     # -- native protocol
@@ -827,27 +857,18 @@ class SeedRunner:
         return None
 
     def exit_reason(self, phase: str, out: PhaseOutcome) -> str:
-        rank = code = None
-        for line in out.tail:
-            if (m := _ROOT_RANK_RE.search(line)) and "local_rank" not in line[: m.start()]:
-                rank = m.group(1)
-            if m := _ROOT_EXIT_RE.search(line):
-                code = m.group(1)
-        # The rank's own exception, not torchrun's summary of it.
-        exc = next(
-            (
-                m.group(1)
-                for line in reversed(out.tail)
-                if (m := _EXC_RE.match(line.strip())) and "ChildFailedError" not in line
-            ),
-            None,
-        )
-        who = f"rank {rank}" if rank is not None else "the trainer"
-        code = code if code is not None else str(out.returncode)
-        reason = f"{phase} phase crashed: {who} exited with code {code}"
-        if exc:
-            reason += f" ({exc[:200]})"
-        return reason
+        return crash.crash_reason(phase, out.tail, out.returncode, self.memory.get(phase), self.staged_paths())
+
+    def staged_paths(self) -> dict[str, str]:
+        """Where a phase saw its data (sandbox mount, unsandboxed staging) -> the real folder."""
+        real = str(self.cfg.data_dir)
+        return {str(SANDBOX_DATA): real, **{str(self.stage / f"{p}_data"): real for p in ("train", "eval")}}
+
+    def setup_failure(self, result: dict[str, Any]) -> str | None:
+        """The reason of a crash before the trainer's train_start (the environment's fault, likely)."""
+        if result["status"] == "crashed" and self.witness.train_start is None:
+            return str(result["reason"])
+        return None
 
     def verdicts(
         self, result: dict[str, Any], walls: Walls, checks: Checks, clock: TrainClock
@@ -1156,6 +1177,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     else:
         cfg.tokenizer_path = cfg.tokenizer_path.resolve()
     check_inputs(cfg)
+    report = preflight(cfg.submission_dir, cfg.data_dir, cfg.tokenizer_path, native=cfg.protocol == "native")
+    if cfg.tensorboard_dir is not None:
+        cfg.tensorboard_dir = cfg.tensorboard_dir.resolve()
+        TensorBoardSink.available()
     run_dir = cfg.out_dir.resolve()
     done: dict[int, dict[str, Any]] = {}
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -1239,8 +1264,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         write_json_atomic(rp, run_json)
 
     save("running")
-    live = Live(cfg.echo)
+    live = Live(cfg.echo, cfg.status_line)
     live.start()
+    live.note(report.summary())
+    last_setup_failure: str | None = None
     try:
         with _sigterm_as_interrupt():
             for i, seed in enumerate(cfg.seeds, start=1):
@@ -1263,20 +1290,31 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     save("interrupted")
                     raise
                 run_json["results"][str(seed)] = _summary(run_dir, seed, result)
+                log_path = run_dir / RULES.seed_log_name(seed)
                 live.note(
                     f"seed {seed}: {result['status']}"
                     + (f", val_bpb {result['val_bpb']:.4f}" if result["val_bpb"] is not None else "")
-                    + (f" ({result['reason']})" if result["reason"] else "")
+                    + (f" — {result['reason']}; log: {log_path}" if result["reason"] else "")
                 )
                 seen = result["isolation"].get("violations") or []
                 if seen:
                     live.note(f"seed {seed}: isolation saw {len(seen)} violation(s), first: {seen[0]}")
                 save("running")
+                setup_failure = sr.setup_failure(result)
+                rest = [s for s in cfg.seeds[i:] if s not in done]
+                if rest and not cfg.keep_going and crash.same_failure(setup_failure, last_setup_failure):
+                    live.note(
+                        f"stopped: two seeds in a row crashed the same way before training started "
+                        f"(the environment, not the seed); seed(s) {', '.join(map(str, rest))} not run. "
+                        "Fix it, then --resume; or --keep-going to run every seed regardless"
+                    )
+                    break
+                last_setup_failure = setup_failure
     finally:
         live.stop()
         stage = run_dir / STAGE_DIR
         if stage.exists():
             release(stage)
-    statuses = [run_json["results"][str(s)]["status"] for s in cfg.seeds]
+    statuses = [run_json["results"].get(str(s), {}).get("status") for s in cfg.seeds]
     save("complete" if all(s == "ok" for s in statuses) else "incomplete")
     return run_json

@@ -12,6 +12,8 @@ import importlib.metadata
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,10 +22,12 @@ from typing import Any
 
 import jsonschema
 import matplotlib.image
+import matplotlib.pyplot as plt
 import pytest
 from fixtures_run import DEFAULT_CODE, DEFAULT_FINGERPRINT, make_run_dir
 
 from harness import stats
+from harness.cli import build_parser
 from harness.cli import main as cli_main
 from harness.errors import PgolfError
 from harness.fingerprint import first_distribution
@@ -33,9 +37,11 @@ from harness.package import (
     SUBMISSION_FILE,
     load_scores,
     package_run,
+    read_template,
+    scrub_paths,
 )
 from harness.packcode import is_packed, minify_source, pack_source, unpack_source
-from harness.plots import curves_from_events, render_curves_png
+from harness.plots import SeedCurves, curves_figure, curves_from_events, render_curves_png
 from harness.results import load_schema
 from harness.rules import RULES
 
@@ -168,7 +174,10 @@ def test_readme_has_tables_significance_compliance_and_plot(tmp_path: Path) -> N
     dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
     readme = (dest / "README.md").read_text("utf-8")
     sub = read_json(dest / SUBMISSION_FILE)
-    assert "$" not in readme.replace("$ ", ""), "an unfilled template placeholder"
+    placeholders = set(re.findall(r"\$(\w+)", read_template()))
+    assert placeholders and not any(f"${p}" in readme for p in placeholders), (
+        "an unfilled template placeholder"
+    )
     for s in RULES.default_seeds:
         r = sub["seed_results"][str(s)]
         row = next(line for line in readme.splitlines() if line.startswith(f"| {s} |"))
@@ -185,6 +194,48 @@ def test_readme_has_tables_significance_compliance_and_plot(tmp_path: Path) -> N
     assert img.shape[0] > 200 and img.shape[1] > 400
     assert "pgolf run records/track_10min_16mb/" in readme  # reproduce command
     assert "torch_version" in readme  # environment fingerprint
+
+
+def test_reproduce_command_carries_the_limits_processes_and_environment(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    run_json = read_json(run / "run.json")
+    run_json["env"] = {"NUM_LAYERS": "11"}
+    (run / "run.json").write_text(json.dumps(run_json))
+    dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    sub = read_json(dest / SUBMISSION_FILE)
+    lines = sub["reproduce"].splitlines()
+    first = read_json(dest / "seed42" / "result.json")
+    lim = first["limits"]
+    data_dir = Path(run_json["data"]["data_dir"]).name
+    assert f"DATA_DIR=/data/datasets/{data_dir}" in lines
+    run_line = next(line for line in lines if line.startswith("pgolf run "))
+    assert shlex.split(run_line) == [
+        "pgolf", "run", f"records/track_10min_16mb/{dest.name}", "--data-dir", "$DATA_DIR",
+        "--seeds", "42,0,1234", "--nproc", str(first["nproc"]),
+        "--train-limit-s", f"{lim['train_time_limit_s']:g}", "--eval-limit-s", f"{lim['eval_time_limit_s']:g}",
+        "--artifact-cap-bytes", str(lim["artifact_cap_bytes"]), "--setup-allowance-s", f"{lim['setup_allowance_s']:g}",
+        "--policy", first["policy"], "--protocol", first["protocol"], "--env", "NUM_LAYERS=11",
+        "--out", "runs/reproduce",
+    ]  # fmt: skip
+    assert '--data-dir "$DATA_DIR"' in run_line  # quoted: a path with spaces still works
+    assert lines[-1].startswith("pgolf package runs/reproduce --name TinyRecord")
+    assert f"```sh\n{sub['reproduce']}\n```" in (dest / "README.md").read_text("utf-8")
+    # The command parses with the real CLI (every flag exists, every value is accepted).
+    args = build_parser().parse_args([a.replace("$DATA_DIR", "/d") for a in shlex.split(run_line)[1:]])
+    assert (args.nproc, args.seeds, args.env) == (first["nproc"], "42,0,1234", ["NUM_LAYERS=11"])
+    build_parser().parse_args(shlex.split(lines[-1])[1:])
+
+
+def test_every_hash_is_labelled_with_what_it_covers(tmp_path: Path) -> None:
+    dest = package(make_run_dir(tmp_path / "run"), tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    readme = (dest / "README.md").read_text("utf-8")
+    sub = read_json(dest / SUBMISSION_FILE)
+    assert set(sub["hashes_cover"]) == {
+        "code.source_sha256", "fingerprint.code_sha256", "fingerprint.data_lock_sha256", "files.<name>.sha256",
+    }  # fmt: skip
+    for line in readme.splitlines():
+        for digest in re.findall(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{16}…", line):
+            assert "sha256 of" in line or "sha256 over" in line, f"unlabelled hash {digest} in: {line}"
 
 
 def test_numbers_follow_result_json_not_anything_typed(tmp_path: Path) -> None:
@@ -829,3 +880,64 @@ def test_legacy_run_without_a_harness_artifact_count_uses_the_trainers_claim(tmp
     assert rule["verdict"] == "not-verifiable" and sub["compliance"]["verdict"] == "not-verifiable"
     readme = (package(run, tmp_path / "records2") / "README.md").read_text()
     assert "15,700,000 (trainer claim)" in readme
+
+
+def test_machine_paths_are_replaced_by_whole_components_only() -> None:
+    paths = {"/tmp": "$TMPDIR", "/tmp/x/run": "$RUN_DIR", "/home/ada": "~"}
+    text = "/tmp/x/run/.stage/a /tmpfoo /tmp/y /home/ada/.venv/bin/python /home/adam"
+    assert scrub_paths(text, paths) == "$RUN_DIR/.stage/a /tmpfoo $TMPDIR/y ~/.venv/bin/python /home/adam"
+
+
+def test_curves_show_each_seeds_final_score_on_the_whole_runs_step_axis() -> None:
+    finals = {42: (4930, 1.0712), 0: (4911, 1.0731), 1234: (4925, 1.0698)}
+    curves = [
+        SeedCurves(
+            seed=s, train=[(i, 6.0 / (1 + i / 100)) for i in range(0, step, 50)], final_bpb=b, final_step=step
+        )
+        for s, (step, b) in finals.items()
+    ]
+    fig = curves_figure(curves)
+    try:
+        ax_loss, ax_bpb = fig.axes
+        assert ax_bpb.get_xlim() == ax_loss.get_xlim()  # one step axis for both panels
+        left, right = ax_bpb.get_xlim()
+        assert left == 0 and right >= 4930
+        stars = [tuple(c.get_offsets()[0]) for c in ax_bpb.collections]
+        assert sorted(stars) == sorted(finals.values())
+        low, high = ax_bpb.get_ylim()
+        assert low < 1.0698 and high > 1.0731 and high - low < 0.02  # the spread is visible, not a dot
+        labels = {t.get_text() for t in ax_bpb.texts}
+        assert {f"{b:.4f}" for _, b in finals.values()} <= labels
+        legend = [t.get_text() for t in ax_bpb.get_legend().get_texts()]
+        assert f"mean of finals {sum(b for _, b in finals.values()) / 3:.4f}" in legend
+    finally:
+        plt.close(fig)
+
+
+def test_shipped_logs_and_records_carry_no_machine_path(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    run_json = read_json(run / "run.json")
+    run_json["submission"]["source_dir"] = str(tmp_path / "my_sub")
+    run_json["data"]["data_dir"] = str(tmp_path / "data" / "datasets" / "sp")
+    run_json["command"] = ["pgolf", "run", str(tmp_path / "my_sub"), "--out", str(run)]
+    (run / "run.json").write_text(json.dumps(run_json))
+    log = run / "train_seed42.log"
+    log.write_text(
+        f"[pgolf] seed 42 phase train: {sys.executable} -m torch.distributed.run train_gpt.py\n"
+        f"train_gpt.py: error: {run}/.stage/seed42/train_data/fineweb_train_000000.bin: truncated\n"
+        + log.read_text()
+    )
+    dest = package(run, tmp_path / "records", baseline_bpb=BASELINE_BPB)
+    for p in dest.rglob("*"):
+        if p.is_file() and p.suffix != ".png":
+            text = p.read_text("utf-8", errors="replace")
+            for needle in (str(tmp_path), sys.prefix, str(Path.home())):
+                assert needle not in text, f"{p.relative_to(dest)} names {needle}"
+    shipped = (dest / "train_seed42.log").read_text("utf-8")
+    assert "$RUN_DIR/.stage/seed42/train_data/fineweb_train_000000.bin" in shipped
+    assert "$PYTHON_PREFIX/" in shipped
+    assert read_json(dest / "run.json")["submission"]["source_dir"] == "$SUBMISSION_DIR"
+    # The code is shipped byte for byte; the manifest lists what is on disk.
+    assert (dest / "train_gpt.py").read_bytes() == (run / "code" / "train_gpt.py").read_bytes()
+    sub = read_json(dest / SUBMISSION_FILE)
+    assert sub["files"]["train_seed42.log"]["bytes"] == (dest / "train_seed42.log").stat().st_size

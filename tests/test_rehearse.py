@@ -150,3 +150,61 @@ def test_rehearsal_with_two_cpu_processes_ends_in_a_rehearsal_folder(tmp_path: P
     assert (records[0] / "train_gpt.py").read_bytes() == (template_dir() / "train_gpt.py").read_bytes()
     assert (records[0] / "train_seed42.log").is_file()
     assert f"unigram baseline of the rehearsal data: {unigram:.4f}" in proc.stdout
+
+
+def machine_paths_in(folder: Path, needles: list[str]) -> list[str]:
+    """Files under ``folder`` that name one of this machine's paths."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix != ".png":
+            text = p.read_bytes().decode("utf-8", errors="replace")
+            found += [f"{p.relative_to(folder)}: {n}" for n in needles if n in text]
+    return found
+
+
+@pytest.mark.slow
+def test_the_packaged_reproduce_command_runs_as_written(tmp_path: Path) -> None:
+    """Rehearse at a tiny scale, then run the README's reproduce block in a shell, unedited."""
+    out = tmp_path / "reh"
+    proc = pgolf(
+        "rehearse", "--out", str(out), "--train-limit-s", "30", "--eval-limit-s", "120",
+        "--env", "EXPORT_RESERVE_SECONDS=15", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # It ends with what to do next: the three commands of a real run.
+    tail = proc.stdout.splitlines()[-4:]
+    assert tail[0].startswith("pgolf rehearse: next, a real run on 8x H100")
+    assert [line.split()[:2] for line in tail[1:]] == [
+        ["pgolf", "doctor"],
+        ["pgolf", "fetch"],
+        ["pgolf", "run"],
+    ]
+    assert (
+        "--nproc 8" in tail[3]
+        and "/data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved" in tail[3]
+    )
+    (record,) = (out / "records" / "track_non_record_16mb").iterdir()
+    readme = (record / "README.md").read_text("utf-8")
+    block = readme.split("## Reproduce", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    submission = json.loads((record / "submission.json").read_text())
+    assert block == submission["reproduce"]
+    # No path of this machine in anything shipped (the code ships as it ran and names none).
+    needles = [str(tmp_path), sys.prefix, str(REPO), str(Path.home())]
+    assert machine_paths_in(record, needles) == []
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    again = read_result(out / "runs" / "reproduce" / "seed42" / "result.json")
+    first = read_result(out / "run" / "seed42" / "result.json")
+    assert again["status"] == "ok" and again["limits"] == first["limits"] and again["nproc"] == first["nproc"]
+    assert again["code_files"]["train_gpt.py"] == first["code_files"]["train_gpt.py"]
+    (repacked,) = (out / "reproduced" / "track_non_record_16mb").iterdir()
+    assert json.loads((repacked / "submission.json").read_text())["limits"] == submission["limits"]
+    assert machine_paths_in(repacked, needles) == []

@@ -15,6 +15,27 @@ NOT_BUILT_EXIT = 2
 COMMAND_MODULES = ("doctor", "fetch", "run", "launch", "gather", "rehearse", "package", "stats", "check")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to every option whose default is a value (not None, False or empty).
+
+    Options defaulting to None say in their own help what happens without them.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def not_built(name: str, issue: int) -> int:
     print(f"pgolf {name}: not built yet (tracked in issue {issue})", file=sys.stderr)
     return NOT_BUILT_EXIT

@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import doctor
+from harness.commands import HelpFormatter
 from harness.rules import RULES
+from harness.variants import DEFAULT_VARIANT, VARIANTS
 
 HELP = "preflight: GPUs, drivers, torch, flash-attn, tools, disk, data"
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
@@ -22,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=f"{HELP}. Each line is pass, warn or fail; the exit code is 1 when a record run "
         f"({RULES.record_gpu_count}x {RULES.record_gpu_model} {RULES.record_gpu_form_factor}) is "
         "impossible on this machine, 0 otherwise.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--data-dir",
@@ -29,12 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="where `pgolf fetch` put (or will put) the data (default: $PGOLF_DATA_DIR or ./data)",
     )
-    p.add_argument("--variant", default="caseops", help="data variant to look for (default: caseops)")
+    p.add_argument(
+        "--variant", default=DEFAULT_VARIANT, help=f"data variant to look for: one of {', '.join(VARIANTS)}"
+    )
     p.add_argument(
         "--need-gb",
         type=float,
         default=doctor.DEFAULT_NEED_BYTES / 1e9,
-        help="free disk wanted at the data dir before a fetch, in GB (default: %(default).0f)",
+        help="free disk wanted at the data dir before a fetch, in GB",
     )
     p.add_argument("--json", action="store_true", help="print the checks and raw facts as JSON")
 

@@ -6,9 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+from harness.commands import HelpFormatter
 from harness.variants import DEFAULT_VARIANT, VARIANTS
 
 HELP = "download and verify a data variant"
+DATA_DIR_ENV = "PGOLF_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
 
 EPILOG = """\
 environment: PGOLF_DATA_DIR (default --data-dir), HF_ENDPOINT, HF_TOKEN (never printed),
@@ -39,13 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=HELP,
         description=HELP + ": parallel, resumable, every file checked (size, sha256, shard header).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     # Not argparse `choices`: an unknown variant gets the same one-line error as other bad input.
     p.add_argument(
         "--variant",
         default=DEFAULT_VARIANT,
-        help=f"one of {', '.join(VARIANTS)} (default {DEFAULT_VARIANT})",
+        help=f"one of {', '.join(VARIANTS)}",
     )
     p.add_argument(
         "--train-shards",
@@ -57,15 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("PGOLF_DATA_DIR") or "data"),
-        help="where the data goes (default $PGOLF_DATA_DIR or ./data)",
+        default=None,
+        help=f"where the data goes (default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR})",
     )
     p.add_argument("--repo-id", default=None, help="dataset repo to fetch from (default: the variant's)")
-    p.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
-    p.add_argument("--workers", type=_positive, default=8, help="parallel downloads (default 8)")
-    p.add_argument(
-        "--retries", type=_count, default=4, help="retries per request on 5xx/network errors (default 4)"
-    )
+    p.add_argument("--revision", default="main", help="branch, tag or commit")
+    p.add_argument("--workers", type=_positive, default=8, help="parallel downloads")
+    p.add_argument("--retries", type=_count, default=4, help="retries per request on 5xx/network errors")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -73,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.fetch import FetchOptions, fetch
 
     opts = FetchOptions(
-        data_dir=args.data_dir,
+        data_dir=args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
         variant=args.variant,
         train_shards=args.train_shards,
         repo_id=args.repo_id,

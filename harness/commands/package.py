@@ -8,13 +8,22 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.commands import HelpFormatter
 from harness.rules import RULES
 
 HELP = "build a leaderboard record folder from a run directory"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("package", help=HELP, description=HELP)
+    p = subparsers.add_parser(
+        "package",
+        help=HELP,
+        description=HELP
+        + f": {RULES.records_root}/track_<TRACK>/<YYYY-MM-DD>_<NAME>/ with README, submission.json, logs, "
+        "code, requirements and curves.png; refuses (writing nothing) a crashed or failed seed, a rehearsal "
+        "on a record track, or too few seeds for a record.",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory written by `pgolf run`")
     p.add_argument(
         "--name", required=True, help="submission name, used in the folder name <YYYY-MM-DD>_<NAME>"
@@ -25,13 +34,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--track",
         choices=RULES.tracks,
         default=RULES.record_tracks[0],
-        help="leaderboard track (default %(default)s)",
+        help="leaderboard track",
     )
     p.add_argument(
         "--baseline-bpb",
         type=float,
         default=None,
-        help="val_bpb of the current best, for the record test and deltas",
+        help="val_bpb of the current best, for the record test and deltas (default: no test)",
     )
     p.add_argument(
         "--baseline-loss",
@@ -43,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--out",
         type=Path,
         default=Path(RULES.records_root),
-        help="records root (default %(default)s/); the folder goes in track_<track>/",
+        help="records root; the folder goes in track_<TRACK>/",
     )
     p.add_argument(
         "--pack-code",

@@ -8,11 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from harness.commands import HelpFormatter
 from harness.errors import PgolfError
 from harness.launch import DEFAULT_KILL_GRACE_S
 from harness.results import RUN_FILE
-from harness.rules import PHASE_WALLS, RULES
-from harness.runner import DEFAULT_SETUP_ALLOWANCE_S, Limits, RunConfig, run
+from harness.rules import RULES
+from harness.runner import Limits, RunConfig, run
 
 HELP = "timed, isolated, multi-seed runs of a submission"
 DATA_DIR_ENV = "PGOLF_DATA_DIR"
@@ -35,8 +36,8 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared with `pgolf rehearse` (limits, env, output)."""
+def add_run_arguments(p: argparse.ArgumentParser, defaults: Limits) -> None:
+    """Options shared with `pgolf rehearse` (limits, env, output); ``defaults``: the command's limits."""
     p.add_argument(
         "--env",
         action="append",
@@ -47,26 +48,23 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--train-limit-s",
         type=float,
-        default=None,
-        help=f"training time limit (default: the rules' {RULES.train_time_limit_s:g} s); recorded in result.json",
+        default=defaults.train_time_limit_s,
+        help="training time limit in seconds; recorded in result.json",
     )
     p.add_argument(
         "--eval-limit-s",
         type=float,
-        default=None,
-        help=f"evaluation time limit (default: the rules' {RULES.eval_time_limit_s:g} s)",
+        default=defaults.eval_time_limit_s,
+        help="evaluation time limit in seconds",
     )
     p.add_argument(
-        "--artifact-cap-bytes",
-        type=int,
-        default=None,
-        help=f"artifact cap (default: the rules' {RULES.artifact_cap_bytes} bytes)",
+        "--artifact-cap-bytes", type=int, default=defaults.artifact_cap_bytes, help="artifact cap in bytes"
     )
     p.add_argument(
         "--setup-allowance-s",
         type=float,
-        default=None,
-        help=f"time a phase may take beyond its limit before the hard kill (default {DEFAULT_SETUP_ALLOWANCE_S:g} s)",
+        default=defaults.setup_allowance_s,
+        help="time a phase may take beyond its limit (imports, compile, export) before the hard kill",
     )
     p.add_argument(
         "--kill-grace-s",
@@ -77,46 +75,67 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--export-allowance-s",
         type=float,
-        default=None,
-        help=f"time allowed after the last train_end for export (default {PHASE_WALLS.export_allowance_s:g} s; "
-        "challenge policy; strict holds the whole phase)",
+        default=defaults.export_allowance_s,
+        help="time allowed after the last train_end for export (challenge policy; strict holds the whole phase)",
     )
-    p.add_argument("--quiet", action="store_true", help="do not echo the trainer's output (the log keeps it)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run every seed even after two seeds crashed the same way before training started",
+    )
+    p.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write TensorBoard event files (train loss, lr scale, tokens/s, val) to DIR/<run>/seed<SEED>/; "
+        "needs pgolf[tensorboard]",
+    )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--verbose", action="store_true", help="also show the trainer's output (the seed's log always has it)"
+    )
+    shown.add_argument("--quiet", action="store_true", help="no live status line: pgolf's own lines only")
 
 
-def limits_from(args: argparse.Namespace, default: Limits | None = None) -> Limits:
-    lim = default or Limits()
+def limits_from(args: argparse.Namespace) -> Limits:
     for name in ("train_limit_s", "eval_limit_s", "setup_allowance_s", "export_allowance_s"):
         v = getattr(args, name)
-        if v is not None and v <= 0:
+        if v <= 0:
             raise PgolfError(f"--{name.replace('_', '-')} {v}: expected a positive number of seconds")
+    if args.artifact_cap_bytes <= 0:
+        raise PgolfError(
+            f"--artifact-cap-bytes {args.artifact_cap_bytes}: expected a positive number of bytes"
+        )
     return Limits(
-        train_time_limit_s=args.train_limit_s if args.train_limit_s is not None else lim.train_time_limit_s,
-        eval_time_limit_s=args.eval_limit_s if args.eval_limit_s is not None else lim.eval_time_limit_s,
-        artifact_cap_bytes=args.artifact_cap_bytes
-        if args.artifact_cap_bytes is not None
-        else lim.artifact_cap_bytes,
-        setup_allowance_s=args.setup_allowance_s
-        if args.setup_allowance_s is not None
-        else lim.setup_allowance_s,
-        export_allowance_s=args.export_allowance_s
-        if args.export_allowance_s is not None
-        else lim.export_allowance_s,
+        train_time_limit_s=args.train_limit_s,
+        eval_time_limit_s=args.eval_limit_s,
+        artifact_cap_bytes=args.artifact_cap_bytes,
+        setup_allowance_s=args.setup_allowance_s,
+        export_allowance_s=args.export_allowance_s,
     )
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("run", help=HELP, description=HELP)
+    p = subparsers.add_parser(
+        "run",
+        help=HELP,
+        description=HELP
+        + ". Every shard and the code are checked before the first phase starts; each seed is a train "
+        "then an eval phase, timed by the harness; RUN_DIR/seed<SEED>/result.json holds the verdicts.",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument(
         "submission_dir", type=Path, metavar="SUBMISSION_DIR", help=f"folder holding {RULES.code_filename}"
     )
-    p.add_argument(
-        "--seeds",
-        default=",".join(map(str, RULES.default_seeds)),
-        help="comma-separated (default %(default)s)",
-    )
+    p.add_argument("--seeds", default=",".join(map(str, RULES.default_seeds)), help="comma-separated seeds")
     p.add_argument("--nproc", type=int, default=1, help="processes per phase: GPUs, or CPU processes (gloo)")
-    p.add_argument("--data-dir", type=Path, default=None, help=f"folder of shards (default: ${DATA_DIR_ENV})")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"folder of shards, e.g. DATA/datasets/<dataset> after `pgolf fetch` (default: ${DATA_DIR_ENV})",
+    )
     p.add_argument(
         "--tokenizer", type=Path, default=None, help="SentencePiece model (default: the one next to the data)"
     )
@@ -127,20 +146,29 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="challenge",
         help="strict: the whole phase wall time counts and any isolation attempt fails the seed",
     )
-    p.add_argument("--protocol", choices=("native", "legacy"), default="native")
+    p.add_argument(
+        "--protocol",
+        choices=("native", "legacy"),
+        default="native",
+        help="native: train and eval phases (PGOLF_PHASE); legacy: one process, scores read from its log",
+    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",
         help="run phases without the bubblewrap sandbox (every isolation verdict becomes not-verifiable)",
     )
-    p.add_argument("--resume", action="store_true", help="keep seeds that already have a complete result")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep seeds whose result is ok or failed, run the others (same code)",
+    )
     p.add_argument(
         "--legacy-final-pattern",
         default=None,
         metavar="REGEX",
         help="legacy: regex with named groups val_loss and val_bpb for the final score line",
     )
-    add_run_arguments(p)
+    add_run_arguments(p, Limits())
 
 
 def main(args: argparse.Namespace) -> int:
@@ -161,7 +189,10 @@ def main(args: argparse.Namespace) -> int:
         limits=limits_from(args),
         kill_grace_s=args.kill_grace_s,
         extra_env=parse_env(args.env),
-        echo=not args.quiet,
+        echo=args.verbose,
+        status_line=not args.quiet,
+        keep_going=args.keep_going,
+        tensorboard_dir=args.tensorboard,
         command=["pgolf", *sys.argv[1:]],
         legacy_final_pattern=args.legacy_final_pattern,
         sandbox=not args.no_sandbox,
