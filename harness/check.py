@@ -34,7 +34,8 @@ from harness.errors import PgolfError
 from harness.fingerprint import file_sha256
 from harness.logparse import Fact, LogFacts, Metric, decimals_of, read_log, read_text_tolerant
 from harness.results import ResultError, load_schema, validate_result
-from harness.rules import CHECK_POLICY, RULES
+from harness.leaderboard import Leaderboard, LeaderboardRow
+from harness.rules import CHECK_POLICY, RULES, SIGNIFICANCE_POLICIES
 from harness.unwrap import Unwrapped, unwrap
 
 Verdict = Literal["pass", "fail", "not-verifiable"]
@@ -118,7 +119,9 @@ class SeedRun:
     @property
     def train_log(self) -> tuple[str | None, LogFacts | None]:
         """This seed's training log (sizes, steps): the chosen log, else one that trained (not an eval-only rerun)."""
-        if self.log is not None and (self.log.artifact_bytes is not None or self.log.train_time_ms is not None):
+        if self.log is not None and (
+            self.log.artifact_bytes is not None or self.log.train_time_ms is not None
+        ):
             return self.log_file, self.log
         for rel, facts in self.logs.items():
             if facts.artifact_bytes is not None or facts.train_time_ms is not None:
@@ -168,6 +171,9 @@ class Record:
     name_content_mismatches: list[tuple[str, int, int]] = field(default_factory=list)
     limits: DeclaredLimits = OFFICIAL_LIMITS
     code_file: str | None = None
+    # `--leaderboard README.md`: the table the folder's row and the row below it are read from.
+    leaderboard: Leaderboard | None = None
+    significance_policy: str = "readme"
 
     @property
     def name(self) -> str:
@@ -547,7 +553,10 @@ def load_record(record_dir: Path) -> Record:
         run.logs = {rel: facts for rel, facts in logs.items() if _log_seed(rel, facts) == seed}
         claimed_bpb, claimed_loss = _number(run.claim.get("val_bpb")), _number(run.claim.get("val_loss"))
         if claimed_bpb is None and len(seeds) == 1 and submission is not None:
-            claimed_bpb, claimed_loss = _number(submission.get("val_bpb")), _number(submission.get("val_loss"))
+            claimed_bpb, claimed_loss = (
+                _number(submission.get("val_bpb")),
+                _number(submission.get("val_loss")),
+            )
         _choose_log(run, claimed_bpb, claimed_loss)
         for pattern in RESULT_CANDIDATES:
             rel = pattern.format(seed=seed)
@@ -644,7 +653,17 @@ def check_required_files(rec: Record) -> list[Finding]:
         else:
             out.append(Finding(rule, FAIL, "missing (a record folder needs it)", name))
     code = rec.code_file
-    if code is None:
+    variants = sorted(n for n in rec.files if fnmatch.fnmatch(n, CHECK_POLICY.code_glob))
+    if code is None and variants:
+        out.append(
+            Finding(
+                rule,
+                PASS,
+                f"the code is in {', '.join(variants)} (no {RULES.code_filename})",
+                RULES.code_filename,
+            )
+        )
+    elif code is None:
         py = sorted(n for n in rec.files if n.endswith(".py"))
         out.append(
             Finding(
@@ -781,8 +800,7 @@ def check_seed_logs(rec: Record) -> list[Finding]:
         detail = "no seeds: submission.json lists none and no log's final metric is the claimed score"
         if rec.logs:
             detail += f" (logs: {', '.join(sorted(rec.logs)[:5])})"
-        verdict = FAIL if not rec.logs else NOT_VERIFIABLE
-        return [*out, Finding(rule, verdict, detail)]
+        return [*out, Finding(rule, NOT_VERIFIABLE, detail)]
     for seed in rec.seeds:
         run = rec.runs[seed]
         if run.result is not None and not run.logs:
@@ -1191,14 +1209,18 @@ def check_code_identity(rec: Record) -> list[Finding]:
 def _code_size_findings(rec: Record) -> list[Finding]:
     """Each seed's logged code length against the shipped code, as shipped or (a packed wrapper) decoded."""
     rule = "code_identity"
-    code = rec.code_file
-    if code is None:
+    candidates = sorted(n for n in rec.files if fnmatch.fnmatch(n, CHECK_POLICY.code_glob))
+    if not candidates:
         return [Finding(rule, NOT_VERIFIABLE, f"no {RULES.code_filename} to compare")]
-    text, wrapped = _program_text(rec, code)
+    code = rec.code_file or candidates[0]
     shipped = rec.files[code].stat().st_size
-    sizes = {shipped: f"{code} as shipped"}
-    if wrapped is not None:
-        sizes.setdefault(len(wrapped.source.encode("utf-8")), f"{code} decoded ({wrapped.how})")
+    sizes: dict[int, str] = {}
+    # A folder may ship several variants (train_gpt.py and train_gpt_<variant>.py): a log matches one.
+    for name in [code, *[c for c in candidates if c != code]]:
+        _, wrapped = _program_text(rec, name)
+        sizes.setdefault(rec.files[name].stat().st_size, f"{name} as shipped")
+        if wrapped is not None:
+            sizes.setdefault(len(wrapped.source.encode("utf-8")), f"{name} decoded ({wrapped.how})")
     shown = "; ".join(f"{what}: {n:,} bytes" for n, what in sizes.items())
     out = []
     for seed in rec.seeds:
@@ -1219,7 +1241,8 @@ def _code_size_findings(rec: Record) -> list[Finding]:
                 detail = f"{rel}: the code that ran was {fact.value:,} bytes = {sizes[fact.value]}"
                 out.append(Finding(rule, PASS, detail, _subject(seed), ev))
             else:
-                detail = f"{rel}: the code that ran was {fact.value:,} bytes; {shown}"
+                gap = fact.value - shipped
+                detail = f"{rel}: the code that ran was {fact.value:,} bytes ({gap:+,} vs {code}); {shown}"
                 out.append(Finding(rule, FAIL, detail, _subject(seed), ev))
     return out or [Finding(rule, NOT_VERIFIABLE, "no seed log to compare the code against")]
 
@@ -1266,6 +1289,17 @@ def check_seed_scores(rec: Record) -> list[Finding]:
             if claimed is None and single:
                 claimed, claim_key = _number(rec.field(key)), key
             measured, ev, decimals = _seed_value(run, key)
+            if not run.logs and run.result is None:
+                if claimed is not None or key == "val_bpb":
+                    out.append(
+                        Finding(
+                            rule,
+                            NOT_VERIFIABLE,
+                            f"claimed {claimed}; no log of this seed (seed_logs)",
+                            f"{_subject(seed)} {key}",
+                        )
+                    )
+                continue
             if claimed is None:
                 if key == "val_bpb" or run.claim:
                     out.append(
@@ -1431,6 +1465,13 @@ def _counted_code_bytes(rec: Record) -> int | None:
     return sum(rec.files[n].stat().st_size for n in names if n in rec.files)
 
 
+def _log_with_artifact(rec: Record, size: int) -> tuple[str, int | None] | None:
+    for rel, log in rec.logs.items():
+        if log.artifact_bytes is not None and log.artifact_bytes.value == size:
+            return rel, _log_seed(rel, log)
+    return None
+
+
 def check_artifact_bytes(rec: Record) -> list[Finding]:
     rule = "artifact_bytes"
     cap = rec.limits.artifact_cap_bytes
@@ -1447,7 +1488,9 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
             f = log.artifact_bytes
             for other in log.artifact_sizes:
                 if other.value != f.value:
-                    sources.append((other.value, Evidence(other.value, log_file, other.line, other.text), "log"))
+                    sources.append(
+                        (other.value, Evidence(other.value, log_file, other.line, other.text), "log")
+                    )
             sources.append((f.value, Evidence(f.value, log_file, f.line, f.text), "log"))
             if log.model_bytes is not None and log.model_bytes.label:
                 model_bytes[seed] = log.model_bytes.value
@@ -1536,12 +1579,10 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
                     ev,
                 )
             )
-        elif any(c == m + (shipped_code or 0) for m in model_bytes.values()):
-            out.append(
-                Finding(
-                    rule, PASS, f"{key} {c:,} is a seed's model plus the shipped code, <= {cap_text}", key, ev
-                )
-            )
+        elif c not in values and (elsewhere := _log_with_artifact(rec, c)) is not None:
+            rel, printed = elsewhere
+            detail = f"{key} {c:,} is the artifact of {rel} (seed {printed}), not of the claimed seeds' runs; <= {cap_text}"
+            out.append(Finding(rule, NOT_VERIFIABLE, detail, key, ev))
         elif c in values:
             seed = next(s for s, v in measured.items() if v == c)
             verdict = PASS if not rec.seeds_listed or len(values) == 1 else NOT_VERIFIABLE
@@ -1549,6 +1590,12 @@ def check_artifact_bytes(rec: Record) -> list[Finding]:
                 "" if verdict == PASS else f", not the mean or max ({aggregates['max']:,} max)"
             )
             out.append(Finding(rule, verdict, detail + f"; <= {cap_text}", key, ev))
+        elif any(c == m + (shipped_code or 0) for m in model_bytes.values()):
+            out.append(
+                Finding(
+                    rule, PASS, f"{key} {c:,} is a seed's model plus the shipped code, <= {cap_text}", key, ev
+                )
+            )
         else:
             detail = (
                 f"{key} {c:,} is neither the max ({aggregates['max']:,}) nor the mean of the seeds' artifacts"
@@ -1823,6 +1870,155 @@ def check_statistics(rec: Record) -> list[Finding]:
     return out
 
 
+def _leaderboard_row(rec: Record) -> tuple[Leaderboard | None, LeaderboardRow | None, str]:
+    lb = rec.leaderboard
+    if lb is None:
+        return None, None, "no leaderboard given (pgolf check --leaderboard README.md)"
+    row = lb.row_of(rec.name)
+    if row is None:
+        return lb, None, f"{rec.name} is not linked from a row of {lb.path.name}"
+    return lb, row, ""
+
+
+def _folder_finals(rec: Record) -> list[tuple[str, Metric]]:
+    return [(rel, log.final) for rel, log in sorted(rec.logs.items()) if log.final is not None]
+
+
+def _over_limits(rec: Record, rel: str, log: LogFacts) -> str | None:
+    """Why a log's run breaks the time limits (record track), or None."""
+    if not rec.is_record_track():
+        return None
+    problems = []
+    if log.train_time_ms is not None:
+        over = log.train_time_ms.value / 1000.0 - rec.limits.train_time_s
+        allowance = (
+            (log.step_avg_ms.value if log.step_avg_ms else 0.0) * CHECK_POLICY.train_overshoot_steps / 1000.0
+        )
+        if over > allowance:
+            problems.append(f"{log.train_time_ms.value / 1000.0:,.0f} s of training")
+    if log.eval_time_ms is not None and log.eval_time_ms.value / 1000.0 > rec.limits.eval_time_s:
+        problems.append(f"{log.eval_time_ms.value / 1000.0:,.0f} s of evaluation")
+    if problems and log.world_size is not None:
+        problems.append(f"on {log.world_size.value} GPU(s)")
+    return f"{rel} ({', '.join(problems)})" if problems else None
+
+
+def check_leaderboard(rec: Record) -> list[Finding]:
+    """The folder's leaderboard row shows the score the folder claims, or the mean its logs support."""
+    rule = "leaderboard"
+    lb, row, why = _leaderboard_row(rec)
+    if row is None or lb is None:
+        return [Finding(rule, NOT_VERIFIABLE, why)]
+    ev = (Evidence(row.score, lb.path.name, row.line, row.run),)
+    claimed = _number(rec.field("val_bpb"))
+    decimals = decimals_of(row.score_text)
+    # The table prints the claim rounded: it must be exactly that rounding.
+    if claimed is not None and round(claimed, decimals) == row.score:
+        return [Finding(rule, PASS, f"row {row.describe()} shows the claimed val_bpb {claimed}", "row", ev)]
+    finals = _folder_finals(rec)
+    if len(finals) > 1 and round(stats.mean([m.val_bpb for _, m in finals]), decimals) == row.score:
+        broken = [p for rel, _ in finals if (p := _over_limits(rec, rel, rec.logs[rel])) is not None]
+        detail = (
+            f"row {row.describe()} is the mean over the folder's {len(finals)} logs "
+            f"({', '.join(rel for rel, _ in finals)}), not the claimed val_bpb {claimed}"
+        )
+        if broken:
+            return [
+                Finding(
+                    rule,
+                    FAIL,
+                    detail + f"; that mean includes runs over the limits: {'; '.join(broken)}",
+                    "row",
+                    ev,
+                )
+            ]
+        return [Finding(rule, PASS, detail + "; every one of them within the limits", "row", ev)]
+    return [
+        Finding(
+            rule,
+            FAIL,
+            f"row {row.describe()}, but the folder claims val_bpb {claimed} and no mean of its logs gives the row's score",
+            "row",
+            ev,
+        )
+    ]
+
+
+def _reference_values(rec: Record, row: LeaderboardRow) -> tuple[list[float] | None, str]:
+    """Per-seed val_bpb of a leaderboard row's folder, when it sits beside this one."""
+    if row.folder is None or row.track_dir is None:
+        return None, "its folder is not linked"
+    folder = rec.path.parent.parent / row.track_dir / row.folder
+    if not folder.is_dir():
+        return None, f"its folder {row.track_dir}/{row.folder} is not beside this one"
+    try:
+        other = load_record(folder)
+    except PgolfError as exc:
+        return None, str(exc)
+    values, from_claims = _per_seed(other, "val_bpb")
+    if len(values) != len(other.seeds) or len(values) < 2:
+        return None, f"{row.folder} has per-seed val_bpb for {len(values)} seed(s)"
+    return values, f"{row.folder}'s {len(values)} seeds" + (" (some only claimed)" if from_claims else "")
+
+
+def check_significance(rec: Record) -> list[Finding]:
+    """Beats the row below it on the leaderboard, under the chosen policy; the other policy's answer is shown."""
+    rule = "significance"
+    lb, row, why = _leaderboard_row(rec)
+    if row is None or lb is None:
+        return [Finding(rule, NOT_VERIFIABLE, why)]
+    if not rec.is_record_track():
+        return [Finding(rule, PASS, f"track {rec.track()!r} is not a record track: no record to beat")]
+    below = lb.row_below(row)
+    if below is None:
+        return [
+            Finding(rule, NOT_VERIFIABLE, f"row {row.describe()} is the last of its table: nothing to beat")
+        ]
+    bpbs, _ = _per_seed(rec, "val_bpb")
+    losses, _ = _per_seed(rec, "val_loss")
+    if len(bpbs) < 2 or len(bpbs) != len(rec.seeds):
+        return [
+            Finding(
+                rule,
+                NOT_VERIFIABLE,
+                f"{len(bpbs)} seed(s) with a val_bpb: a significance test needs at least two (vs {below.describe()})",
+            )
+        ]
+    # The rule's margin is in nats; the table is in bpb: this run's nats per bpb converts (same val text).
+    nats_per_bpb = stats.mean(losses) / stats.mean(bpbs) if len(losses) == len(bpbs) else None
+    reference, ref_text = _reference_values(rec, below)
+    results: dict[str, tuple[bool | None, str]] = {}
+    for policy in SIGNIFICANCE_POLICIES.values():
+        if policy.margin_nats and nats_per_bpb is None:
+            results[policy.name] = (None, f"{policy.name}: no per-seed val_loss to convert the margin")
+            continue
+        margin_bpb = policy.margin_nats / nats_per_bpb if policy.margin_nats and nats_per_bpb else 0.0
+        ref: list[float] | float = reference if (policy.test == "welch" and reference) else below.score
+        test = stats.compare_less(bpbs, ref, margin_bpb, policy.alpha)
+        against = ref_text if isinstance(ref, list) else f"the row's score {below.score_text}"
+        p = "n/a" if test.p_value is None else f"{test.p_value:.3g}"
+        text = (
+            f"{policy.name}: mean {test.mean:.5f} vs {against} (mean {test.reference_mean:.5f})"
+            + (f" - {policy.margin_nats} nats ({margin_bpb:.5f} bpb)" if policy.margin_nats else "")
+            + f", {test.test}, p = {p} {'<' if test.significant else '>='} {policy.alpha}"
+        )
+        results[policy.name] = (None if test.p_value is None else test.significant, text)
+    chosen = rec.significance_policy
+    ok, text = results[chosen]
+    others = "; ".join(t for name, (_, t) in results.items() if name != chosen)
+    verdict = NOT_VERIFIABLE if ok is None else (PASS if ok else FAIL)
+    detail = f"vs the row below, {below.describe()}: {text} [policy {chosen!r}]; also {others}"
+    return [
+        Finding(
+            rule,
+            verdict,
+            detail,
+            f"policy {chosen}",
+            (Evidence(below.score, lb.path.name, below.line, below.run),),
+        )
+    ]
+
+
 def check_harness_results(rec: Record) -> list[Finding]:
     rule = "harness_results"
     out = []
@@ -1930,6 +2126,17 @@ CHECK_RULES: tuple[Rule, ...] = (
         check_statistics,
     ),
     Rule(
+        "leaderboard",
+        "with --leaderboard: the folder's row shows its claimed score (or the mean its logs support)",
+        check_leaderboard,
+    ),
+    Rule(
+        "significance",
+        "with --leaderboard: beats the row below under a named policy (readme: 0.005 nats, p < 0.01; "
+        "maintainers: Welch, p < 0.25)",
+        check_significance,
+    ),
+    Rule(
         "harness_results",
         "the harness's own per-seed verdicts (pgolf runs) have no failure",
         check_harness_results,
@@ -1952,7 +2159,17 @@ def run_rules(rec: Record, rules: tuple[Rule, ...] = CHECK_RULES) -> list[Findin
     return findings
 
 
-def check_record(record_dir: Path, rules: tuple[Rule, ...] = CHECK_RULES) -> CheckReport:
-    """Load a record folder and run every rule on it."""
+def check_record(
+    record_dir: Path,
+    rules: tuple[Rule, ...] = CHECK_RULES,
+    leaderboard: Leaderboard | None = None,
+    significance_policy: str = "readme",
+) -> CheckReport:
+    """Load a record folder and run every rule on it (against a leaderboard, when one is given)."""
+    if significance_policy not in SIGNIFICANCE_POLICIES:
+        raise PgolfError(
+            f"significance policy {significance_policy!r}: expected one of {', '.join(SIGNIFICANCE_POLICIES)}"
+        )
     rec = load_record(record_dir)
+    rec.leaderboard, rec.significance_policy = leaderboard, significance_policy
     return CheckReport(record_dir=rec.path, findings=run_rules(rec, rules), rules=rules, notes=rec.notes)
