@@ -2173,3 +2173,33 @@ def check_record(
     rec = load_record(record_dir)
     rec.leaderboard, rec.significance_policy = leaderboard, significance_policy
     return CheckReport(record_dir=rec.path, findings=run_rules(rec, rules), rules=rules, notes=rec.notes)
+
+
+@dataclass(frozen=True)
+class SeedScore:
+    """One seed's final val_loss/val_bpb as the folder supports it (for `pgolf stats`)."""
+
+    seed: int
+    val_loss: float
+    val_bpb: float
+    source: str  # "log:line", result.json, or "claim" when no log reports it
+
+
+def record_scores(rec: Record) -> tuple[list[SeedScore], list[str]]:
+    """Per-seed scores of a record folder: each seed's log first, its claim only where no log reports it."""
+    scores: list[SeedScore] = []
+    notes: list[str] = []
+    for seed in rec.seeds:
+        run = rec.runs[seed]
+        loss, loss_ev, _ = _seed_value(run, "val_loss")
+        bpb, bpb_ev, _ = _seed_value(run, "val_bpb")
+        source = bpb_ev.where() if bpb_ev is not None and bpb_ev.file else ""
+        if loss is None or bpb is None:
+            loss = loss if loss is not None else _number(run.claim.get("val_loss"))
+            bpb = bpb if bpb is not None else _number(run.claim.get("val_bpb"))
+            source = "claim (no log reports it)"
+        if loss is None or bpb is None:
+            notes.append(f"seed {seed}: no val_loss and val_bpb in a log or a claim; left out")
+            continue
+        scores.append(SeedScore(seed, loss, bpb, source))
+    return scores, notes
