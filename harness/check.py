@@ -35,6 +35,7 @@ from harness.fingerprint import file_sha256
 from harness.logparse import Fact, LogFacts, Metric, decimals_of, read_log, read_text_tolerant
 from harness.results import ResultError, load_schema, validate_result
 from harness.leaderboard import Leaderboard, LeaderboardRow
+from harness.protocol import EVENT_PREFIX
 from harness.rules import CHECK_POLICY, RULES, SIGNIFICANCE_POLICIES
 from harness.unwrap import Unwrapped, unwrap
 
@@ -372,6 +373,8 @@ def _find_logs(path: Path, notes: list[str]) -> dict[str, LogFacts]:
                 rel = str((Path(dirpath) / name).relative_to(path))
                 if _is_regular(path / rel):
                     found.append(rel)
+    # Train logs first, so a folder full of other files keeps its runs within the limit.
+    found.sort(key=lambda rel: (not Path(rel).name.startswith("train"), rel.count("/"), rel))
     if len(found) > CHECK_POLICY.max_logs:
         notes.append(f"{len(found)} log files: read only the first {CHECK_POLICY.max_logs}")
     logs: dict[str, LogFacts] = {}
@@ -399,7 +402,9 @@ def _choose_log(run: SeedRun, claimed_bpb: float | None, claimed_loss: float | N
     """The log and final metric that stand for a seed: the ones its claim reports, else its own log's last."""
     scored = []
     for rel, facts in run.logs.items():
-        for m in facts.finals if claimed_bpb is not None else []:
+        # A native-protocol log's eval_end event is the final; a legacy log may hold several passes.
+        finals = [m for m in facts.finals if m.label.startswith(EVENT_PREFIX.strip())] or facts.finals
+        for m in finals if claimed_bpb is not None else []:
             if claimed_bpb is None or not matches(claimed_bpb, m.val_bpb, m.bpb_decimals):
                 continue
             loss_ok = (
@@ -803,7 +808,7 @@ def check_seed_logs(rec: Record) -> list[Finding]:
         return [*out, Finding(rule, NOT_VERIFIABLE, detail)]
     for seed in rec.seeds:
         run = rec.runs[seed]
-        if run.result is not None and not run.logs:
+        if run.result is not None and not run.logs and not rec.is_pgolf():
             out.append(Finding(rule, PASS, f"harness result {run.result_file}", _subject(seed)))
             continue
         if not run.logs:
@@ -1364,11 +1369,31 @@ def _per_seed(rec: Record, key: str) -> tuple[list[float], list[str]]:
     return values, from_claims
 
 
+def _per_seed_value_of_log(rec: Record, seed: int, key: str) -> float | None:
+    """The final value of a seed's log (by the seed it prints), for seeds the folder does not claim."""
+    if seed in rec.runs:
+        value, _, _ = _seed_value(rec.runs[seed], key)
+        return value
+    for rel, log in sorted(rec.logs.items()):
+        if _log_seed(rel, log) == seed and log.final is not None:
+            return log.final.val_bpb if key == "val_bpb" else log.final.val_loss
+    return None
+
+
 def check_aggregates(rec: Record) -> list[Finding]:
     rule = "mean_std"
     if not rec.seeds:
         return _no_seeds(rule)
     out = []
+    # A folder that lists no seeds and claims one run's score, beside logs of other seeds: say so.
+    others = sorted(
+        {
+            s
+            for rel, log in rec.logs.items()
+            if log.final is not None and (s := _log_seed(rel, log)) is not None
+        }
+        - set(rec.seeds)
+    )
     for key in ("val_bpb", "val_loss"):
         values, from_claims = _per_seed(rec, key)
         if len(values) != len(rec.seeds):
@@ -1427,6 +1452,20 @@ def check_aggregates(rec: Record) -> list[Finding]:
                 ok, how = _std_matches(c, values)
                 detail = f"claimed {c}, {how}, over {len(values)} seed(s) from {source}"
             verdict = PASS if ok else FAIL
+            if (
+                ok
+                and not field_name.endswith("_std")
+                and not rec.seeds_listed
+                and others
+                and len(values) == 1
+            ):
+                every = [_per_seed_value_of_log(rec, s, key) for s in [*rec.seeds, *others]]
+                known = [v for v in every if v is not None]
+                verdict = NOT_VERIFIABLE
+                detail += (
+                    f"; the claim is seed {rec.seeds[0]}'s own value, not the mean "
+                    f"{stats.mean(known):.8g} of the {len(known)} seeds whose logs the folder holds ({', '.join(map(str, [*rec.seeds, *others]))})"
+                )
             if ok and from_claims:
                 verdict = NOT_VERIFIABLE
                 detail += ": arithmetic agrees, but some per-seed values are only claims"
