@@ -483,6 +483,11 @@ def _declared_limits(
             "submission.json declares scaled limits on a record track: judged by the challenge's limits"
         )
         return OFFICIAL_LIMITS
+    notes.append(
+        f"judged by {limits.source}: training {train:g} s, evaluation {ev:g} s, artifact {cap:,} bytes "
+        f"(the challenge's: {RULES.train_time_limit_s:g} s, {RULES.eval_time_limit_s:g} s, "
+        f"{RULES.artifact_cap_bytes:,})"
+    )
     return limits
 
 
@@ -697,12 +702,28 @@ def check_required_files(rec: Record) -> list[Finding]:
     return out
 
 
+_IMPORT_LINE_RE = re.compile(
+    r"^\s*import\s+(?P<names>[\w., ]+)|^\s*from\s+(?P<module>\w+)[\w.]*\s+import\b", re.M
+)
+
+
+def _imports_by_line(source: str) -> set[str]:
+    out: set[str] = set()
+    for m in _IMPORT_LINE_RE.finditer(source):
+        if m["module"]:
+            out.add(m["module"])
+        else:
+            out.update(part.split()[0].split(".")[0] for part in m["names"].split(",") if part.strip())
+    return out
+
+
 def _imports(source: str) -> tuple[set[str], set[str]]:
     """Top-level packages a program imports: (required, optional). An import inside ``try`` is optional."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
-        return set(), set()
+        # Newer syntax than this interpreter reads (f-strings of Python 3.12): the import lines still tell.
+        return _imports_by_line(source), set()
     optional_ids = {
         id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)
     }

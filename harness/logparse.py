@@ -79,7 +79,7 @@ _COMPRESSED_CODE_RE = re.compile(r"(?<!un)compressed", re.IGNORECASE)
 _SEED_RE = re.compile(r"^\s*(?:\[rank0\]:\s*)?seed\s*[:=]\s*(?P<n>-?\d+)\s*$")
 # A hyperparameter dump on one line ("a=1 b=2 seed=1337 ..."): at least this many key=value pairs.
 _DUMP_PAIR_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*=\S+")
-_DUMP_MIN_PAIRS = 3
+_DUMP_MIN_PAIRS = 5
 _DUMP_SEED_RE = re.compile(r"(?<![\w.])seed=(?P<n>-?\d+)\b")
 _WORLD_SIZE_RE = re.compile(r"\bworld_size\s*[:=]\s*(?P<n>\d+)\b")
 # Timestamp prefixes some trainers put before every line: "1776142360.541 ", "[19:23:20] ", ISO date-times.
