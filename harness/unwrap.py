@@ -62,8 +62,10 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
 
 
 class _Evaluator:
-    def __init__(self, folder: Path, own_name: str, aliases: dict[str, str]) -> None:
-        self.folder, self.own_name, self.aliases = folder, own_name, aliases
+    def __init__(
+        self, folder: Path, own_name: str, aliases: dict[str, str], names: dict[str, ast.expr]
+    ) -> None:
+        self.folder, self.own_name, self.aliases, self.names = folder, own_name, aliases, names
         self.read: list[str] = []
 
     def value(self, node: ast.expr, depth: int = 0) -> str | bytes:
@@ -73,6 +75,9 @@ class _Evaluator:
             return node.value
         if isinstance(node, ast.Name) and node.id == "__file__":
             return self.own_name
+        if isinstance(node, ast.Name) and node.id in self.names:
+            # A top-level variable (S=L.decompress(...)): its expression, under the same rules.
+            return self.value(self.names.pop(node.id), depth + 1)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             left, right = self.value(node.left, depth + 1), self.value(node.right, depth + 1)
             if type(left) is not type(right):
@@ -179,7 +184,12 @@ def unwrap(path: Path) -> Unwrapped | None:
     # A wrapper is a few lines around one exec; real programs with an exec are left alone.
     if len(execs) != 1 or len(tree.body) > 6:
         return None
-    evaluator = _Evaluator(path.parent, path.name, _aliases(tree))
+    names = {
+        n.targets[0].id: n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+    }
+    evaluator = _Evaluator(path.parent, path.name, _aliases(tree), names)
     arg = execs[0].args[0]
     if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "compile":
         arg = arg.args[0] if arg.args else arg

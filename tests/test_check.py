@@ -17,6 +17,7 @@ import pytest
 
 from harness.check import CHECK_RULES, FAIL, NOT_VERIFIABLE, PASS, CheckReport, check_record
 from harness.cli import main as cli_main
+from harness.errors import PgolfError
 from harness.rules import RULES
 
 RECORDS = Path(__file__).parent / "data" / "records"
@@ -793,3 +794,105 @@ def test_leaderboard_rows_and_significance_under_both_policies(sample_records: P
             "Welch" in sig.detail and "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT's 3 seeds" in sig.detail
         )
         assert "readme:" in sig.detail  # the other policy's answer is shown beside the verdict
+
+
+# ---------------------------------------------------------------- declared limits, sweeps, packed code
+
+
+def _scaled_limits() -> dict[str, float]:
+    return {"train_time_limit_s": 60.0, "eval_time_limit_s": 60.0, "artifact_cap_bytes": 2_000_000}
+
+
+@pytest.fixture(scope="module")
+def rehearsal_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rehearsal run (scaled limits, as `pgolf rehearse` records them), packaged to the non-record track."""
+    from fixtures_run import make_run_dir
+
+    from harness.package import package_run
+
+    base = tmp_path_factory.mktemp("rehearsal")
+    times = {"train_time_s": 50.0, "eval_time_s": 30.0}
+    run = make_run_dir(
+        base / "run",
+        rehearsal=True,
+        limits=_scaled_limits(),
+        model_bytes=1_500_000,
+        seed_fields={s: times for s in RULES.default_seeds},
+    )
+    return package_run(
+        run, name="Rehearsal", author="a", github_id="b", track="non_record_16mb", out_root=base / "records"
+    )
+
+
+def test_a_rehearsal_is_judged_by_the_limits_it_declares_and_says_so(
+    rehearsal_folder: Path, tmp_path: Path
+) -> None:
+    report = check_record(rehearsal_folder)
+    assert report.ok, report.failed_rules()
+    assert any(
+        "judged by the limits the folder declares (a rehearsal): training 60 s" in n for n in report.notes
+    )
+    train = next(f for f in report.findings if f.rule == "train_time")
+    assert "vs limit 60 s (the limits the folder declares (a rehearsal))" in train.detail
+    # 70 s is under the challenge's 600 s but over the 60 s the rehearsal ran under: a failure.
+    d = copy_record(rehearsal_folder, tmp_path)
+    edit_json(d / "seed42" / "result.json", lambda r: r.update(train_time_s=70.0))
+    train = next(f for f in check_record(d).findings if f.rule == "train_time" and f.subject == "seed 42")
+    assert train.verdict == FAIL and "vs limit 60 s" in train.detail
+
+
+def test_scaled_limits_on_a_record_track_are_not_honoured(packaged: Path, tmp_path: Path) -> None:
+    # A record claim cannot loosen (or scale) its own limits: the challenge's apply, and a note says so.
+    d = copy_record(packaged, tmp_path)
+    edit_json(
+        d / "submission.json", lambda s: s.update(limits={**_scaled_limits(), "train_time_limit_s": 9999.0})
+    )
+    report = check_record(d)
+    assert any("judged by the challenge's limits" in n for n in report.notes)
+    train = next(f for f in report.findings if f.rule == "train_time")
+    assert "vs limit 600 s" in train.detail
+
+
+def test_sweep_prints_one_line_per_folder_and_a_total_within_100_columns(
+    sample_records: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from records_sample import LEADERBOARD
+
+    folders = [sample_records / f for f in sorted(SAMPLE_VERDICTS)[:6]]
+    code = cli_main(["check", *map(str, folders), "--leaderboard", str(LEADERBOARD)])
+    out = capsys.readouterr().out
+    assert code == 1  # LoRA_TTT fails
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "total: 6 folders, " in out and "folders failing each rule: " in out
+    for f in folders:
+        assert f.name[:30] in out
+    good = [sample_records / f for f in SAMPLE_VERDICTS if not SAMPLE_VERDICTS[f][0]][:2]
+    assert cli_main(["check", *map(str, good), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["total"] == {"folders": 2, "ok": 2} and len(doc["folders"]) == 2
+    # A missing folder in a sweep is one line of the table, not the end of the sweep.
+    assert cli_main(["check", str(good[0]), str(sample_records / "nope")]) == 1
+    assert "error" in capsys.readouterr().out
+
+
+def test_one_folder_table_fits_100_columns(sample_records: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["check", str(sample_records / "track_10min_16mb/2026-03-17_LoRA_TTT")]) == 1
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "FAILED (code_identity, train_time)" in out
+
+
+def test_leaderboard_tables_are_read_with_their_folders() -> None:
+    from records_sample import LEADERBOARD
+
+    from harness.leaderboard import load_leaderboard, parse_leaderboard
+
+    board = load_leaderboard(LEADERBOARD)
+    assert [len(t) for t in board.tables] == [44, 15]  # record track, then non-record submissions
+    row = board.row_of("2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT")
+    assert row is not None and row.score == 1.081 and row.score_text == "1.0810" and row.table == 0
+    below = board.row_below(row)
+    assert below is not None and below.folder == "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT"
+    assert board.row_of("2026-03-18_LowerLR") is None  # not on the leaderboard
+    with pytest.raises(PgolfError, match="no leaderboard table"):
+        parse_leaderboard("# README\nno table here\n")
