@@ -32,10 +32,10 @@ import jsonschema
 from harness import stats
 from harness.errors import PgolfError
 from harness.fingerprint import file_sha256
-from harness.logparse import Fact, LogFacts, Metric, decimals_of, read_log, read_text_tolerant
-from harness.results import ResultError, load_schema, validate_result
 from harness.leaderboard import Leaderboard, LeaderboardRow
+from harness.logparse import Fact, LogFacts, Metric, decimals_of, read_log, read_text_tolerant
 from harness.protocol import EVENT_PREFIX
+from harness.results import ResultError, load_schema, validate_result
 from harness.rules import CHECK_POLICY, RULES, SIGNIFICANCE_POLICIES
 from harness.unwrap import Unwrapped, unwrap
 
@@ -778,7 +778,7 @@ def check_requirements(rec: Record) -> list[Finding]:
                 ),
             )
         ]
-    named_in = {n: rec.files[n] for n in ("requirements.txt", "README.md") if n in rec.files}
+    named_in: dict[str, Path] = {n: rec.files[n] for n in ("requirements.txt", "README.md") if n in rec.files}
     named_in.update({n: p for n, p in rec.files.items() if n.endswith(".sh")})
     texts = {n: (read_text_tolerant(p)[0] or "").lower() for n, p in named_in.items()}
     missing = []
@@ -813,13 +813,14 @@ def check_seed_logs(rec: Record) -> list[Finding]:
     rule = "seed_logs"
     out: list[Finding] = []
     for rel, named, printed in rec.name_content_mismatches:
+        seed_line = rec.logs[rel].seed
         out.append(
             Finding(
                 rule,
                 FAIL,
                 f"{rel}: its file name says seed {named}, but it prints seed {printed}",
                 rel,
-                (Evidence(printed, rel, rec.logs[rel].seed.line if rec.logs[rel].seed else None, "seed"),),
+                (Evidence(printed, rel, seed_line.line if seed_line else None, "seed"),),
             )
         )
     if not rec.seeds:
@@ -2251,7 +2252,7 @@ def record_scores(rec: Record) -> tuple[list[SeedScore], list[str]]:
     notes: list[str] = []
     for seed in rec.seeds:
         run = rec.runs[seed]
-        loss, loss_ev, _ = _seed_value(run, "val_loss")
+        loss, _, _ = _seed_value(run, "val_loss")
         bpb, bpb_ev, _ = _seed_value(run, "val_bpb")
         source = bpb_ev.where() if bpb_ev is not None and bpb_ev.file else ""
         if loss is None or bpb is None:

@@ -81,7 +81,7 @@ def parse_leaderboard(text: str, path: Path = Path("README.md")) -> Leaderboard:
         info = " ".join(cells[col["info"] :]) if "info" in col and len(cells) > col["info"] else ""
         link = _FOLDER_LINK_RE.search(info)
 
-        def cell(name: str, cells: list[str] = cells) -> str:
+        def cell(name: str, cells: list[str] = cells, col: dict[str, int] = col) -> str:
             return cells[col[name]] if name in col and len(cells) > col[name] else ""
 
         rows.append(

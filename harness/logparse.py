@@ -354,10 +354,8 @@ def _read_step(facts: LogFacts, m: re.Match[str], line: str, lineno: int) -> Non
 
 def _source_region(lines: list[str]) -> tuple[int, int] | None:
     """First and last line of the trainer's printed source, when it is closed by a rule line."""
-    for start, line in enumerate(lines[:200], start=1):
-        if _CODE_START_RE.match(line):
-            break
-    else:
+    start = next((i for i, line in enumerate(lines[:200], start=1) if _CODE_START_RE.match(line)), None)
+    if start is None:
         return None
     for end in range(start + 1, len(lines) + 1):
         if _RULE_LINE_RE.match(lines[end - 1]):

@@ -99,7 +99,10 @@ class _Evaluator:
                     if set(kwargs) - {"format", "filters"}:
                         raise _NotAWrapper("unsupported lzma argument")
                     data = args[0].encode("ascii") if isinstance(args[0], str) else args[0]
-                    return lzma.decompress(data, **kwargs)
+                    fmt, filters = kwargs.get("format", lzma.FORMAT_AUTO), kwargs.get("filters")
+                    if not isinstance(fmt, int) or not (filters is None or isinstance(filters, list)):
+                        raise _NotAWrapper("unsupported lzma argument")
+                    return lzma.decompress(data, format=fmt, filters=filters)
                 if key in _DECODERS and len(args) == 1 and not node.keywords:
                     data = args[0].encode("ascii") if isinstance(args[0], str) else args[0]
                     return _DECODERS[key](data)
@@ -118,21 +121,25 @@ class _Evaluator:
                 return target.text
             raise _NotAWrapper(f"unsupported call .{func.attr}")
         if isinstance(func, ast.Name) and func.id in self.aliases and len(args) == 1:
-            key = tuple(self.aliases[func.id].split(".", 1))
-            if key in _DECODERS:
+            module, _, attr = self.aliases[func.id].partition(".")
+            if (module, attr) in _DECODERS:
                 data = args[0].encode("ascii") if isinstance(args[0], str) else args[0]
-                return _DECODERS[key](data)  # type: ignore[index]
+                return _DECODERS[(module, attr)](data)
         if isinstance(func, ast.Name) and func.id == "open" and args and isinstance(args[0], str):
             return _OpenFile(self.sibling(args[0]))
         raise _NotAWrapper("unsupported call")
 
     def lzma_constant(self, node: ast.expr) -> object:
         """``L.FORMAT_RAW``, ``[{"id": L.FILTER_LZMA2}]`` and the like: lzma's own constants, ints, lists, dicts."""
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if self.aliases.get(node.value.id) == "lzma" and node.attr.isupper():
-                value = getattr(lzma, node.attr, None)
-                if isinstance(value, int):
-                    return value
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and self.aliases.get(node.value.id) == "lzma"
+            and node.attr.isupper()
+        ):
+            value = getattr(lzma, node.attr, None)
+            if isinstance(value, int):
+                return value
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, str)):
             return node.value
         if isinstance(node, ast.List):
