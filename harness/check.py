@@ -2187,6 +2187,16 @@ CHECK_RULES: tuple[Rule, ...] = (
         check_statistics,
     ),
     Rule(
+        "harness_results",
+        "the harness's own per-seed verdicts (pgolf runs) have no failure",
+        check_harness_results,
+    ),
+)
+
+
+# Rules that need `--leaderboard README.md`: run only when a leaderboard is given.
+LEADERBOARD_RULES: tuple[Rule, ...] = (
+    Rule(
         "leaderboard",
         "with --leaderboard: the folder's row shows its claimed score (or the mean its logs support)",
         check_leaderboard,
@@ -2196,11 +2206,6 @@ CHECK_RULES: tuple[Rule, ...] = (
         "with --leaderboard: beats the row below under a named policy (readme: 0.005 nats, p < 0.01; "
         "maintainers: Welch, p < 0.25)",
         check_significance,
-    ),
-    Rule(
-        "harness_results",
-        "the harness's own per-seed verdicts (pgolf runs) have no failure",
-        check_harness_results,
     ),
 )
 
@@ -2233,6 +2238,8 @@ def check_record(
         )
     rec = load_record(record_dir)
     rec.leaderboard, rec.significance_policy = leaderboard, significance_policy
+    if leaderboard is not None and rules is CHECK_RULES:
+        rules = CHECK_RULES + LEADERBOARD_RULES
     return CheckReport(record_dir=rec.path, findings=run_rules(rec, rules), rules=rules, notes=rec.notes)
 
 

@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.check import CHECK_RULES, FAIL, NOT_VERIFIABLE, PASS, CheckReport, Evidence, check_record
+from harness.check import (
+    CHECK_RULES,
+    FAIL,
+    LEADERBOARD_RULES,
+    NOT_VERIFIABLE,
+    PASS,
+    CheckReport,
+    Evidence,
+    check_record,
+)
 from harness.errors import PgolfError
 from harness.leaderboard import Leaderboard, load_leaderboard
 from harness.rules import SIGNIFICANCE_POLICIES
@@ -33,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "a verdict per rule; several (records/track_10min_16mb/*): one line per folder and a total. "
             "Exit 0 only when no rule fails (not-verifiable is not a failure)."
         ),
-        epilog="rules:\n" + "\n".join(f"  {r.name:<18} {r.description}" for r in CHECK_RULES),
+        epilog="rules:\n"
+        + "\n".join(f"  {r.name:<18} {r.description}" for r in CHECK_RULES + LEADERBOARD_RULES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

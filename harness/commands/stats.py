@@ -68,27 +68,26 @@ def _record_folder_scores(path: Path) -> SeedScores:
         )
         return single
     if not scores:
-        raise PgolfError(f"{path}: no seed with a val_loss and val_bpb in its log or submission.json")
+        raise PgolfError(
+            f"{path}: no seed_results, no log with a final val_loss/val_bpb and no val_loss/val_bpb "
+            f"in {rec.submission_file}; nothing to compute"
+        )
     out = SeedScores(
         source=f"{path} ({rec.seeds_source or 'seeds unknown'})",
         seeds=[s.seed for s in scores],
         val_losses=[s.val_loss for s in scores],
         val_bpbs=[s.val_bpb for s in scores],
-        notes=notes
-        + [f"seed {s.seed}: {s.source}" for s in scores if not s.source.startswith(("train", "log"))],
+        notes=notes + [f"seed {s.seed}: {s.source}" for s in scores if s.source.startswith("claim")],
     )
-    out.baseline_bpb = (
-        rec.field("comparison_baseline_bpb")
-        if isinstance(rec.field("comparison_baseline_bpb"), float)
-        else None
-    )
+    base = rec.field("comparison_baseline_bpb")
+    out.baseline_bpb = float(base) if isinstance(base, (int, float)) and not isinstance(base, bool) else None
     st = rec.field("statistics")
     if (
         isinstance(st, dict)
         and st.get("baseline_loss_source") == "given"
-        and isinstance(st.get("baseline_loss"), float)
+        and isinstance(st.get("baseline_loss"), (int, float))
     ):
-        out.baseline_loss = st["baseline_loss"]
+        out.baseline_loss = float(st["baseline_loss"])
     return out
 
 
