@@ -5,10 +5,17 @@ name, a description and a checker that reads a loaded :class:`Record` and return
 :class:`Finding` objects (pass / fail / not-verifiable, with evidence: value, file, line).
 Every limit comes from :data:`harness.rules.RULES`; every statistic from :mod:`harness.stats`.
 
-A folder made by ``pgolf package`` is verifiable throughout. The challenge's older folders
-carry fewer facts (no seeds list, one ``train.log``, free-form logs): the checker reads what
-is there and says which rules it could not verify. Odd files (binary junk, bad UTF-8,
-huge lines, FIFOs, wrong JSON types) make a rule fail or not-verifiable, never crash it.
+A folder made by ``pgolf package`` is verifiable throughout. The challenge's own folders
+were written by hand: every log in the folder (sub-folders too: ``logs/``, reruns) is read
+and attributed to a seed by the seed it prints, else its file name; a seed's numbers come
+from the log whose final metric the submission reports. How hand-written folders are read
+(overshoot of the last step, std ddof, bytes_total as mean or max, field and track names,
+dates, packages beyond the challenge's) is :data:`harness.rules.CHECK_POLICY`, named in the
+verdicts it affects. A rehearsal or scaled run is judged by the limits it declares, and says
+so. With ``--leaderboard`` the folder's row and the significance against the row below are
+checked under a named policy (:data:`harness.rules.SIGNIFICANCE_POLICIES`). Odd files
+(binary junk, bad UTF-8, huge lines, FIFOs, wrong JSON types) make a rule fail or
+not-verifiable, never crash it.
 """
 
 from __future__ import annotations

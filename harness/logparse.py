@@ -16,12 +16,20 @@ a handful of line shapes, which this module reads (and nothing else is assumed):
 - sizes: ``Total submission size[ <qualifier>]: <n> bytes``, ``Serialized model[ <qualifier>]: <n> bytes``,
   ``Code size: <n> bytes`` (a qualified total, e.g. ``int8+zlib``, is the compressed artifact
   and wins over an unqualified one, which some trainers print for the raw model);
-- ``seed:<n>`` and ``val_tokens:<n>``;
+- ``seed:<n>``, ``seed: <n>``, ``seed=<n>`` inside a one-line hyperparameter dump, ``world_size:<n>``
+  and ``val_tokens:<n>``; a log holding several runs reports the seed of the run its final belongs to;
+- settings between a final's label and its values (``final_x stride:64 val_loss:...``), ``=`` for
+  ``:`` (``val_bpb=1.08``); a line repeating the previous final's values under another label is
+  an alias (the first keeps its eval time); ``Code size (compressed)`` is kept apart;
+- timestamp prefixes (``1776142360.541 ``, ``[19:23:20] ``, ISO date-times) are ignored;
 - the native protocol's ``:::PGOLF {json}`` events (:mod:`harness.protocol`).
 
-Logs often start with the trainer's own source code; patterns require literal numbers where
-source code has ``{...}`` placeholders, so code lines never match. Nothing here raises on
-odd input: binary junk, bad UTF-8 and huge lines are read as far as they make sense.
+Logs often start with the trainer's own source code, closed by a rule line of ``=`` or
+``-``: that region is skipped (source code is never a source of facts); elsewhere patterns
+require literal numbers where source code has ``{...}`` placeholders. Every final evaluation
+is kept (:attr:`LogFacts.finals`); ``final`` is the last, and a checker picks the one a
+submission reports. Nothing here raises on odd input: binary junk, bad UTF-8 and huge lines
+are read as far as they make sense.
 """
 
 from __future__ import annotations
