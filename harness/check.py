@@ -574,6 +574,18 @@ def load_record(record_dir: Path) -> Record:
                 _number(submission.get("val_bpb")),
                 _number(submission.get("val_loss")),
             )
+        if not run.logs and claimed_bpb is not None:
+            # A log that names no seed at all (run1.log): this seed's if its final is this seed's claim.
+            unnamed = [
+                rel
+                for rel, facts in logs.items()
+                if _log_seed(rel, facts) is None and _matching_metric(facts, claimed_bpb) is not None
+            ]
+            if len(unnamed) == 1:
+                run.logs = {unnamed[0]: logs[unnamed[0]]}
+                notes.append(
+                    f"seed {seed}: {unnamed[0]} prints no seed; its final metric is this seed's claim"
+                )
         _choose_log(run, claimed_bpb, claimed_loss)
         for pattern in RESULT_CANDIDATES:
             rel = pattern.format(seed=seed)
@@ -851,7 +863,13 @@ def check_seed_logs(rec: Record) -> list[Finding]:
             )
             continue
         log = run.logs[run.log_file] if run.log_file else None
-        how = "prints its seed" if log is not None and log.seed is not None else "seed from its file name"
+        how = (
+            "prints its seed"
+            if log is not None and log.seed is not None
+            else "seed from its file name"
+            if run.log_file and _name_seed(run.log_file) == seed
+            else "no seed in it: matched by its final metric"
+        )
         ev = (
             (Evidence(seed, run.log_file, log.seed.line, log.seed.text),)
             if log is not None and log.seed is not None

@@ -894,3 +894,20 @@ def test_leaderboard_tables_are_read_with_their_folders() -> None:
     assert board.row_of("2026-03-18_LowerLR") is None  # not on the leaderboard
     with pytest.raises(PgolfError, match="no leaderboard table"):
         parse_leaderboard("# README\nno table here\n")
+
+
+def test_logs_that_name_no_seed_are_matched_by_the_claimed_score(tmp_path: Path) -> None:
+    d = copy_record(PHASED, tmp_path)
+    claims = json.loads((d / "submission.json").read_text())["seed_results"]
+    for i, seed in enumerate(sorted(claims, key=int)):
+        log = d / f"train_seed{seed}.log"
+        # run<i>.log: no seed in its name, its seed lines removed.
+        kept = [line for line in log.read_text().splitlines() if not re.match(r"^\s*seed\s*[:=]", line)]
+        (d / f"run{i}.log").write_text("\n".join(kept) + "\n")
+        log.unlink()
+    report = check_record(d)
+    no_checker_errors(report)
+    assert report.rule_verdict("seed_scores") == PASS
+    found = [f for f in report.findings if f.rule == "seed_logs"]
+    assert len(found) == 3
+    assert all(f.verdict == PASS and "matched by its final metric" in f.detail for f in found), found
