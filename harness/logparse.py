@@ -16,12 +16,20 @@ a handful of line shapes, which this module reads (and nothing else is assumed):
 - sizes: ``Total submission size[ <qualifier>]: <n> bytes``, ``Serialized model[ <qualifier>]: <n> bytes``,
   ``Code size: <n> bytes`` (a qualified total, e.g. ``int8+zlib``, is the compressed artifact
   and wins over an unqualified one, which some trainers print for the raw model);
-- ``seed:<n>`` and ``val_tokens:<n>``;
+- ``seed:<n>``, ``seed: <n>``, ``seed=<n>`` inside a one-line hyperparameter dump, ``world_size:<n>``
+  and ``val_tokens:<n>``; a log holding several runs reports the seed of the run its final belongs to;
+- settings between a final's label and its values (``final_x stride:64 val_loss:...``), ``=`` for
+  ``:`` (``val_bpb=1.08``); a line repeating the previous final's values under another label is
+  an alias (the first keeps its eval time); ``Code size (compressed)`` is kept apart;
+- timestamp prefixes (``1776142360.541 ``, ``[19:23:20] ``, ISO date-times) are ignored;
 - the native protocol's ``:::PGOLF {json}`` events (:mod:`harness.protocol`).
 
-Logs often start with the trainer's own source code; patterns require literal numbers where
-source code has ``{...}`` placeholders, so code lines never match. Nothing here raises on
-odd input: binary junk, bad UTF-8 and huge lines are read as far as they make sense.
+Logs often start with the trainer's own source code, closed by a rule line of ``=`` or
+``-``: that region is skipped (source code is never a source of facts); elsewhere patterns
+require literal numbers where source code has ``{...}`` placeholders. Every final evaluation
+is kept (:attr:`LogFacts.finals`); ``final`` is the last, and a checker picks the one a
+submission reports. Nothing here raises on odd input: binary junk, bad UTF-8 and huge lines
+are read as far as they make sense.
 """
 
 from __future__ import annotations
@@ -66,8 +74,8 @@ _STOP_RE = re.compile(r"stopping_early:")
 _STOP_STEP_RE = re.compile(r"\bstep:\s*(?P<step>\d+)(?:/(?P<total>\d+))?")
 # A metric line is matched in linear time: find "val_bpb <n>", then look back for "val_loss <n>" and
 # the label words (one regex over label-and-values backtracks quadratically on long word runs).
-_BPB_RE = re.compile(rf"(?<![\w])val_bpb(?::\s*|[ \t]+)(?P<bpb>{_NUM})")
-_LOSS_TAIL_RE = re.compile(rf"(?<![\w])val_loss(?::\s*|[ \t]+)(?P<loss>{_NUM})[ \t,]+$")
+_BPB_RE = re.compile(rf"(?<![\w])val_bpb(?::\s*|=|[ \t]+)(?P<bpb>{_NUM})")
+_LOSS_TAIL_RE = re.compile(rf"(?<![\w])val_loss(?::\s*|=|[ \t]+)(?P<loss>{_NUM})[ \t,]+$")
 _LABEL_WORD_RE = re.compile(r"[A-Za-z][\w+\-.]*")
 _LABEL_TAIL_RE = re.compile(r"[A-Za-z][\w+\-.]*$")
 _EVAL_TIME_RE = re.compile(rf"\b(?:eval_time|time):\s*(?P<v>{_NUM})\s*(?P<unit>ms|s|m)?\b")
@@ -75,7 +83,22 @@ _TOTAL_EVAL_RE = re.compile(rf"\btotal_eval_time:\s*(?P<v>{_NUM})\s*(?P<unit>ms|
 _TOTAL_SIZE_RE = re.compile(r"Total submission size(?P<qual>[^:]{0,80}):\s*(?P<n>\d[\d,]*)\s*bytes")
 _MODEL_SIZE_RE = re.compile(r"Serialized model(?P<qual>[^:]{0,80}):\s*(?P<n>\d[\d,]*)\s*bytes")
 _CODE_SIZE_RE = re.compile(r"\bCode size(?P<qual>[^:]{0,80}):\s*(?P<n>\d[\d,]*)\s*bytes")
+_COMPRESSED_CODE_RE = re.compile(r"(?<!un)compressed", re.IGNORECASE)
 _SEED_RE = re.compile(r"^\s*(?:\[rank0\]:\s*)?seed\s*[:=]\s*(?P<n>-?\d+)\s*$")
+# A hyperparameter dump on one line ("a=1 b=2 seed=1337 ..."): at least this many key=value pairs.
+_DUMP_PAIR_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*=\S+")
+_DUMP_MIN_PAIRS = 5
+_DUMP_SEED_RE = re.compile(r"(?<![\w.])seed=(?P<n>-?\d+)\b")
+_WORLD_SIZE_RE = re.compile(r"\bworld_size\s*[:=]\s*(?P<n>\d+)\b")
+# Timestamp prefixes some trainers put before every line: "1776142360.541 ", "[19:23:20] ", ISO date-times.
+_TIMESTAMP_RE = re.compile(
+    r"^\s*(?:\[\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\]|\d{10}(?:\.\d+)?|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?Z?)\s+"
+)
+# Many trainers print their own source first, closed by a rule of '=' or '-': never a source of facts.
+_CODE_START_RE = re.compile(r"^(?:import [A-Za-z_]|from [\w.]+ import |\"\"\"|#!)")
+_RULE_LINE_RE = re.compile(r"^\s*[=\-]{20,}\s*$")
+# A key:value token between a metric's label and its values ("final_x stride:64 val_loss:...").
+_KEY_VALUE_TOKEN_RE = re.compile(r"^[A-Za-z_]\w*[:=]\S+$")
 _VAL_TOKENS_RE = re.compile(r"^\s*val_tokens:\s*(?P<n>\d+)\s*$")
 
 _DIAGNOSTIC_WORDS = ("diagnostic", "pre-quant", "pre_quant", "prequant", "post-ema", "post_ema")
@@ -123,14 +146,26 @@ class LogFacts:
     # Every artifact size the log states (the trainer's lines and its artifact events), in order.
     artifact_sizes: list[Fact[int]] = field(default_factory=list)
     model_bytes: Fact[int] | None = None
+    # The length of the source that ran; a compressed length is kept apart (never compared with a file).
     code_bytes: Fact[int] | None = None
+    code_bytes_compressed: Fact[int] | None = None
+    # The seed of the run whose final metric is reported (a log may hold several runs, each with its seed).
     seed: Fact[int] | None = None
+    seeds: list[Fact[int]] = field(default_factory=list)
+    world_size: Fact[int] | None = None
+    # Lines of printed source code (first, last), skipped: code is never a source of facts.
+    source_lines: tuple[int, int] | None = None
     val_tokens: Fact[int] | None = None
     stopped_early: Fact[str] | None = None
     events: list[Fact[dict[str, Any]]] = field(default_factory=list)
     styles: set[str] = field(default_factory=set)
     n_lines: int = 0
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def finals(self) -> list[Metric]:
+        """Every final evaluation the log reports (diagnostic passes left out), in order."""
+        return [m for m in self.metrics if not m.diagnostic]
 
     @property
     def val_bpb(self) -> Fact[float] | None:
@@ -194,8 +229,11 @@ def parse_log(text: str) -> LogFacts:
     events_t: dict[str, Fact[float]] = {}
     lines = text.splitlines()
     facts.n_lines = len(lines)
+    facts.source_lines = _source_region(lines)
     long_lines = 0
     for lineno, raw in enumerate(lines, start=1):
+        if facts.source_lines and facts.source_lines[0] <= lineno <= facts.source_lines[1]:
+            continue
         if len(raw) > MAX_LINE_CHARS:
             long_lines += 1
             line = raw[:MAX_LINE_CHARS]
@@ -203,6 +241,7 @@ def parse_log(text: str) -> LogFacts:
             line = raw
         if "\x00" in line:
             line = line.replace("\x00", "")
+        line = _TIMESTAMP_RE.sub("", line, count=1)
         if EVENT_PREFIX in line:
             _read_event(facts, metrics, events_t, line, lineno)
             continue
@@ -212,9 +251,13 @@ def parse_log(text: str) -> LogFacts:
     if any(f.label for f in facts.artifact_sizes):
         # An unqualified total next to a qualified one is the raw (uncompressed) model: not the artifact.
         facts.artifact_sizes = [f for f in facts.artifact_sizes if f.label]
-    facts.metrics = _merge_exact(metrics)
-    finals = [m for m in facts.metrics if not m.diagnostic]
+    facts.metrics = _merge_aliases(_merge_exact(metrics))
+    finals = facts.finals
     facts.final = finals[-1] if finals else None
+    if facts.seeds:
+        # The seed of the run that printed the final metric: the last seed line before it.
+        before = [f for f in facts.seeds if facts.final is None or f.line <= facts.final.line]
+        facts.seed = before[-1] if before else facts.seeds[0]
     if facts.eval_time_ms is None and facts.final is not None and facts.final.eval_time_ms is not None:
         at = facts.final.eval_time_line or facts.final.line
         text = lines[at - 1] if 0 < at <= len(lines) else facts.final.text
@@ -272,6 +315,9 @@ def _read_line(facts: LogFacts, metrics: list[Metric], line: str, lineno: int) -
             sm = regex.search(line)
             if sm and (n := _int(sm["n"])) is not None:
                 qual = sm["qual"].strip()
+                if attr == "code_bytes" and _COMPRESSED_CODE_RE.search(qual):
+                    facts.code_bytes_compressed = Fact(n, lineno, _evidence(line), qual)
+                    return
                 previous: Fact[int] | None = getattr(facts, attr)
                 # A qualified size (the compressed artifact) is never replaced by a raw one.
                 if previous is None or qual or not previous.label:
@@ -280,8 +326,16 @@ def _read_line(facts: LogFacts, metrics: list[Metric], line: str, lineno: int) -
                     facts.artifact_sizes.append(Fact(n, lineno, _evidence(line), qual))
                 return
     sd = _SEED_RE.match(line)
+    if sd is None and len(_DUMP_PAIR_RE.findall(line)) >= _DUMP_MIN_PAIRS:
+        sd = _DUMP_SEED_RE.search(line)
     if sd:
-        facts.seed = Fact(int(sd["n"]), lineno, _evidence(line))
+        seed = Fact(int(sd["n"]), lineno, _evidence(line))
+        facts.seeds.append(seed)
+        facts.seed = seed
+    ws = _WORLD_SIZE_RE.search(line) if "world_size" in line else None
+    if ws:
+        facts.world_size = Fact(int(ws["n"]), lineno, _evidence(line))
+    if sd:
         return
     vt = _VAL_TOKENS_RE.match(line)
     if vt:
@@ -306,12 +360,27 @@ def _read_step(facts: LogFacts, m: re.Match[str], line: str, lineno: int) -> Non
         facts.step_avg_ms = Fact(ms, lineno, ev, "step line")
 
 
+def _source_region(lines: list[str]) -> tuple[int, int] | None:
+    """First and last line of the trainer's printed source, when it is closed by a rule line."""
+    start = next((i for i, line in enumerate(lines[:200], start=1) if _CODE_START_RE.match(line)), None)
+    if start is None:
+        return None
+    for end in range(start + 1, len(lines) + 1):
+        if _RULE_LINE_RE.match(lines[end - 1]):
+            return (start, end - 1)
+    return None
+
+
 def _label_before(head: str) -> str | None:
     """The label words that end ``head`` (which must end in blanks), e.g. ``diagnostic quantized``."""
     if not head or head[-1] not in " \t":
         return None
     words: list[str] = []
-    for token in reversed(head.split()):
+    tokens = head.split()
+    # Settings printed between the label and the values ("stride:64") are not part of the label.
+    while tokens and _KEY_VALUE_TOKEN_RE.match(tokens[-1]) and len(tokens) > 1:
+        tokens.pop()
+    for token in reversed(tokens):
         if _LABEL_WORD_RE.fullmatch(token):
             words.append(token)
             continue
@@ -375,6 +444,23 @@ def _merge_exact(metrics: list[Metric]) -> list[Metric]:
                 if metric.eval_time_ms is not None
                 else base.eval_time_line,
             )
+        out.append(metric)
+    return out
+
+
+def _merge_aliases(metrics: list[Metric]) -> list[Metric]:
+    """A line repeating the previous metric's exact values under another label is an alias: keep the first (and its eval time)."""
+    out: list[Metric] = []
+    for metric in metrics:
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and metric.val_bpb == prev.val_bpb
+            and metric.val_loss == prev.val_loss
+            and metric.eval_time_ms is None
+            and metric.diagnostic == prev.diagnostic
+        ):
+            continue
         out.append(metric)
     return out
 

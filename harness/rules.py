@@ -101,3 +101,109 @@ class PhaseWallPolicy:
 
 
 PHASE_WALLS = PhaseWallPolicy()
+
+
+class CheckPolicy:
+    """How `pgolf check` reads folders written by hand; each tolerance is named in the verdict it affects."""
+
+    # The official training loop checks its clock (unsynchronised) after each step and stops after the
+    # step that crosses the limit, then synchronises: every accepted record overshoots by that one step.
+    # Measured against the average step time it is up to 1.43 steps on the challenge's folders (the
+    # last step runs long), so the allowance is two average steps. Within it: a pass, overshoot shown.
+    train_overshoot_steps: float = 2.0
+    # The challenge repository's own requirements.txt (commit 4908dc4), plus triton, which ships with
+    # torch: a folder needs its own requirements.txt only for packages beyond these.
+    challenge_packages: tuple[str, ...] = (
+        "numpy",
+        "tqdm",
+        "torch",
+        "huggingface_hub",
+        "kernels",
+        "setuptools",
+        "typing_extensions",
+        "datasets",
+        "tiktoken",
+        "sentencepiece",
+        "triton",
+    )
+    # Import name -> other names a README or requirements.txt may use for the same package.
+    package_aliases: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("flash_attn_interface", ("flash_attn", "flash-attn", "flash attention", "flashattention", "fa3")),
+        ("zstandard", ("zstd",)),
+        ("fla", ("flash-linear-attention", "flash_linear_attention")),
+        ("mamba_ssm", ("mamba-ssm",)),
+        ("python_minifier", ("python-minifier",)),
+    )
+    # Track names the repository's folders use, mapped to the track they mean.
+    track_aliases: tuple[tuple[str, str], ...] = (
+        ("non-record-16mb", "non_record_16mb"),
+        ("non-record-unlimited-compute-16mb", "non_record_16mb"),
+        ("non_record_unlimited_compute_16mb", "non_record_16mb"),
+        ("10min-16mb", "10min_16mb"),
+    )
+    # submission.json's date is when the folder was submitted: on or after the folder's date
+    # (one day before allowed for time zones), at most this many days after.
+    date_days_before_folder: int = 1
+    date_days_after_folder: int = 14
+    # A claimed std may be the sample (ddof 1) or the population (ddof 0) std; the verdict says which.
+    std_ddofs: tuple[int, ...] = (1, 0)
+    # Stds are printed with two or three digits and often from rounded per-seed values.
+    std_relative_tolerance: float = 0.05
+    # bytes_total may be the mean or the max over the seeds' artifacts (the verdict says which).
+    bytes_total_aggregates: tuple[str, ...] = ("max", "mean")
+    # Field names seen in the repository's submission.json files, mapped to the names pgolf uses.
+    submission_field_aliases: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("val_bpb", ("mean_val_bpb",)),
+        ("val_loss", ("mean_val_loss",)),
+        ("bytes_total", ("artifact_bytes", "artifact_size_bytes")),
+        ("bytes_code", ("code_bytes",)),
+    )
+    seed_field_aliases: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("step_avg_ms", ("ms_per_step",)),
+        ("eval_time_s", ("ttt_eval_time_s",)),
+    )
+    submission_glob: str = "submission*.json"
+    code_glob: str = "train*.py"
+    log_suffixes: tuple[str, ...] = (".log", ".txt")
+    # Logs may sit in sub-folders (logs/, a rerun folder): read this deep, at most this many.
+    log_dir_depth: int = 2
+    max_logs: int = 64
+
+    def track_name(self, name: str) -> str:
+        return dict(self.track_aliases).get(name, name)
+
+    def aliases_of(self, package: str) -> tuple[str, ...]:
+        return (package, *dict(self.package_aliases).get(package, ()))
+
+
+@dataclass(frozen=True)
+class SignificancePolicy:
+    """A way to decide that a record beats the previous one (`pgolf check --leaderboard`)."""
+
+    name: str
+    description: str
+    margin_nats: float
+    alpha: float
+    # "one-sample": per-seed val_loss against the previous score minus the margin;
+    # "welch": two samples (the previous record's seeds), unequal variances.
+    test: str
+
+
+README_SIGNIFICANCE = SignificancePolicy(
+    name="readme",
+    description="README rule: beat the previous record by 0.005 nats at p < 0.01 (one-sided t-test)",
+    margin_nats=RULES.record_margin_nats,
+    alpha=RULES.significance_p,
+    test="one-sample",
+)
+MAINTAINERS_SIGNIFICANCE = SignificancePolicy(
+    name="maintainers",
+    description="maintainers' practice when merging: one-sided Welch test vs the previous row, p < 0.25",
+    margin_nats=0.0,
+    alpha=0.25,
+    test="welch",
+)
+SIGNIFICANCE_POLICIES: dict[str, SignificancePolicy] = {
+    p.name: p for p in (README_SIGNIFICANCE, MAINTAINERS_SIGNIFICANCE)
+}
+CHECK_POLICY = CheckPolicy()

@@ -257,3 +257,74 @@ def full_statistics(
             seeds_needed=rt.seeds_needed,
         )
     return out
+
+
+@dataclass(frozen=True)
+class ComparisonTest:
+    """Is this run's mean below another's (minus a margin)? One-sided; which test, and against what, is named."""
+
+    test: str
+    n: int
+    mean: float
+    reference_mean: float
+    reference_n: int | None  # None: the reference is a single published score
+    margin: float
+    t_statistic: float | None
+    p_value: float | None
+    alpha: float
+    significant: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_less(
+    values: Sequence[float],
+    reference: Sequence[float] | float,
+    margin: float = 0.0,
+    alpha: float = RULES.significance_p,
+) -> ComparisonTest:
+    """One-sided test that mean(values) < mean(reference) - margin.
+
+    With a sample as reference: Welch's t-test (unequal variances, scipy.stats.ttest_ind);
+    with one published score: the one-sample t-test against score - margin. Fewer than two
+    values (or two reference values) give no p-value and no significance.
+    """
+    vals = _values(values)
+    from scipy import stats as sps
+
+    if isinstance(reference, (int, float)):
+        ref_mean, ref_n, test = float(reference), None, "one-sample t-test (scipy.stats.ttest_1samp, 'less')"
+        if len(vals) < 2:
+            t, p = None, None
+        elif sample_std(vals) == 0.0:
+            t, p = None, 0.0 if mean(vals) < ref_mean - margin else 1.0
+        else:
+            res = sps.ttest_1samp(vals, popmean=ref_mean - margin, alternative="less")
+            t, p = float(res.statistic), float(res.pvalue)
+    else:
+        ref = _values(reference, "reference")
+        ref_mean, ref_n, test = (
+            mean(ref),
+            len(ref),
+            "Welch's t-test (scipy.stats.ttest_ind, equal_var=False, 'less')",
+        )
+        if len(vals) < 2 or len(ref) < 2:
+            t, p = None, None
+        else:
+            res = sps.ttest_ind(vals, [r - margin for r in ref], equal_var=False, alternative="less")
+            t, p = float(res.statistic), float(res.pvalue)
+            if not math.isfinite(p):
+                t, p = None, 0.0 if mean(vals) < ref_mean - margin else 1.0
+    return ComparisonTest(
+        test=test,
+        n=len(vals),
+        mean=mean(vals),
+        reference_mean=ref_mean,
+        reference_n=ref_n,
+        margin=margin,
+        t_statistic=t,
+        p_value=p,
+        alpha=alpha,
+        significant=p is not None and p < alpha,
+    )

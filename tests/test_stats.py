@@ -6,7 +6,9 @@ df=1 (Cauchy): F(t) = 1/2 + atan(t)/pi;   df=2: F(t) = 1/2 + t / (2 sqrt(2 + t^2
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
@@ -165,3 +167,33 @@ def test_seeds_needed_is_the_smallest_sufficient_n(gap: float, std: float) -> No
     if n > 2:
         p_before = stats.one_sided_p(-gap / (std / math.sqrt(n - 1)), n - 2)
         assert p_before >= RULES.significance_p
+
+
+def test_stats_of_the_challenges_folders_use_the_per_seed_values_of_their_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from records_sample import unpack
+
+    from harness.cli import main as cli_main
+
+    records = unpack(tmp_path)
+    folders = sorted(p for p in records.glob("track_*/*") if p.is_dir())
+    assert len(folders) == 30
+    for folder in folders:
+        assert cli_main(["stats", str(folder), "--json"]) == 0, folder.name
+        capsys.readouterr()
+    # Per-seed val_loss is only in the logs here (submission.json gives val_bpb alone).
+    assert (
+        cli_main(
+            [
+                "stats",
+                str(records / "track_10min_16mb/2026-04-04_SP4096_DepthRecurrence_ParallelResid_MuonEqR"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["seeds"] == [42, 314, 999]
+    assert doc["val_loss"] == [2.50671564, 2.50771838, 2.50796723]
+    assert doc["val_bpb"][0] == 1.08938974  # the reported pass, not seed 42's failed TTT pass

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from harness.errors import PgolfError
 from harness.rules import RULES
+
+if TYPE_CHECKING:
+    from harness.package import SeedScores
 
 HELP = "statistics of a run or record folder: mean, std, t-test, seeds needed"
 
@@ -37,12 +42,62 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
 
+def _is_record_folder(path: Path) -> bool:
+    """A record folder (submission*.json, logs) rather than a RUN_DIR of `pgolf run` (seed*/result.json)."""
+    return any(path.glob("submission*.json")) and not any(path.glob("seed*/result.json"))
+
+
+def _record_folder_scores(path: Path) -> SeedScores:
+    """Per-seed scores as `pgolf check` reads them: each seed's log, by the seed it prints."""
+    from harness.check import load_record, record_scores
+    from harness.package import SeedScores
+
+    rec = load_record(path)
+    scores, notes = record_scores(rec)
+    loss, bpb = rec.field("val_loss"), rec.field("val_bpb")
+    if not scores and isinstance(loss, (int, float)) and isinstance(bpb, (int, float)):
+        # No log to read: the folder's one claimed score, said to be a claim.
+        single = SeedScores(
+            source=f"{path} ({rec.submission_file})",
+            seeds=[None],
+            val_losses=[float(loss)],
+            val_bpbs=[float(bpb)],
+        )
+        single.notes.append(
+            f"no log reports a run: the single val_loss/val_bpb claimed in {rec.submission_file}"
+        )
+        return single
+    if not scores:
+        raise PgolfError(
+            f"{path}: no seed_results, no log with a final val_loss/val_bpb and no val_loss/val_bpb "
+            f"in {rec.submission_file}; nothing to compute"
+        )
+    out = SeedScores(
+        source=f"{path} ({rec.seeds_source or 'seeds unknown'})",
+        seeds=[s.seed for s in scores],
+        val_losses=[s.val_loss for s in scores],
+        val_bpbs=[s.val_bpb for s in scores],
+        notes=notes + [f"seed {s.seed}: {s.source}" for s in scores if s.source.startswith("claim")],
+    )
+    base = rec.field("comparison_baseline_bpb")
+    out.baseline_bpb = float(base) if isinstance(base, (int, float)) and not isinstance(base, bool) else None
+    st = rec.field("statistics")
+    if (
+        isinstance(st, dict)
+        and st.get("baseline_loss_source") == "given"
+        and isinstance(st.get("baseline_loss"), (int, float))
+    ):
+        out.baseline_loss = float(st["baseline_loss"])
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     # Imported here: scipy and matplotlib would slow every `pgolf` invocation down by ~1 s.
     from harness.package import load_scores
     from harness.stats import full_statistics
 
-    scores = load_scores(args.path)
+    path = Path(args.path)
+    scores = _record_folder_scores(path) if path.is_dir() and _is_record_folder(path) else load_scores(path)
     baseline_bpb = args.baseline_bpb
     baseline_loss = args.baseline_loss
     if baseline_bpb is None and baseline_loss is None:
