@@ -8,6 +8,7 @@ torchrun by the real CLI, one `pgolf run` per "pod", the two pods at once.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -95,32 +96,58 @@ def test_launch_without_a_trainer_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "train_gpt.py: not found" in proc.stderr
 
 
-def test_skypilot_parses_the_task_with_each_pods_seeds(tmp_path: Path) -> None:
-    sky = pytest.importorskip("sky", reason="SkyPilot not installed (pip install 'pgolf[launch]')")
-    from sky.utils.yaml_utils import read_yaml
+# SkyPilot cannot share an environment with pgolf (it pins click < 8.2, huggingface_hub 2.x needs
+# >= 8.4.2), so its parser runs in its own interpreter: PGOLF_SKY_PYTHON (the nox session makes one),
+# else this one when it has SkyPilot.
+SKY_PARSE = """
+import json, sys
+import sky
+from sky.utils.yaml_utils import read_yaml
+path, seeds = sys.argv[1], sys.argv[2]
+# What `sky launch --env SEEDS=... task.yaml` does with the file.
+task = sky.Task.from_yaml_config(read_yaml(path), env_overrides=[("SEEDS", seeds)])
+(res,) = task.resources
+print(json.dumps({
+    "envs": dict(task.envs), "accelerators": res.accelerators, "image": res.extract_docker_image(),
+    "cloud": str(res.cloud).lower(), "workdir": task.workdir, "setup": task.setup, "run": task.run,
+}))
+"""
 
+
+def sky_python() -> str:
+    if os.environ.get("PGOLF_SKY_PYTHON"):
+        return os.environ["PGOLF_SKY_PYTHON"]
+    if importlib.util.find_spec("sky") is None:
+        pytest.skip("SkyPilot not installed (the nox session sets PGOLF_SKY_PYTHON to its own environment)")
+    return sys.executable
+
+
+def test_skypilot_parses_the_task_with_each_pods_seeds(tmp_path: Path) -> None:
+    python = sky_python()
     plan = make_plan(TEMPLATE, seeds=[42, 0, 1234], pods=3, image=IMAGE, cloud="runpod", train_shards=80)
     path = tmp_path / "task.yaml"
     path.write_text(task_yaml(plan))
     for group in plan.seed_groups:
         seeds = ",".join(map(str, group))
-        # What `sky launch --env SEEDS=... task.yaml` does with the file.
-        task = sky.Task.from_yaml_config(read_yaml(str(path)), env_overrides=[("SEEDS", seeds)])
-        assert task.envs["SEEDS"] == seeds and task.envs["PGOLF_IMAGE"] == IMAGE
-        (res,) = task.resources
-        assert res.accelerators == {"H100": 8}
-        assert res.extract_docker_image() == IMAGE
-        assert str(res.cloud).lower() == "runpod"
-        assert task.workdir == str(TEMPLATE)
+        proc = subprocess.run(
+            [python, "-c", SKY_PARSE, str(path), seeds], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        task = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert task["envs"]["SEEDS"] == seeds and task["envs"]["PGOLF_IMAGE"] == IMAGE
+        assert task["accelerators"] == {"H100": 8}
+        assert task["image"] == IMAGE
+        assert task["cloud"] == "runpod"
+        assert task["workdir"] == str(TEMPLATE)
         assert (
             "pgolf fetch --variant caseops --revision main --quiet --train-shards 80 --data-dir /data"
-            in task.setup
+            in task["setup"]
         )
         assert (
             "pgolf run . --nproc 8 --data-dir /data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
-            in task.run
+            in task["run"]
         )
-        assert '--out /runs/submission-template --resume --seeds "$SEEDS"' in task.run
+        assert '--out /runs/submission-template --resume --seeds "$SEEDS"' in task["run"]
 
 
 # ---------------------------------------------------------------- pgolf gather

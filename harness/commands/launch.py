@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="where the task and the pods' runs go (default runs/pods-<name>)",
     )
-    p.add_argument("--run", action="store_true", help="run the sky commands now (needs pgolf[launch])")
+    p.add_argument("--run", action="store_true", help="run the sky commands now (needs the sky CLI: pipx install 'skypilot[runpod]')")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if shutil.which("sky") is None:
         raise PgolfError(
-            "`sky` not found: install SkyPilot with `pip install 'pgolf[launch]'`, then `sky check`"
+            "`sky` not found: install SkyPilot in an environment of its own (pipx install 'skypilot[runpod]'), then `sky check`"
         )
     procs = [subprocess.Popen(c) for c in cmds.launch]
     failed = [shlex.join(c) for c, p in zip(cmds.launch, procs, strict=True) if p.wait() != 0]
