@@ -275,11 +275,11 @@ def test_full_eval_over_proxy_val_gives_a_finite_bpb(mode: str, model: Any, rt: 
 
 
 def test_bad_eval_settings_are_one_line_errors(model: Any, rt: Any) -> None:
-    for extra, word in [({"EVAL_MODE": "beam"}, "EVAL_MODE"), ({"EVAL_STRIDE": 0}, "EVAL_STRIDE"),
-                        ({"TTT_TARGETS": "q,lm"}, "TTT_TARGETS"), ({"TTT_LAYERS": "7"}, "TTT_LAYERS")]:  # fmt: skip
-        hp = _hp("sliding" if "EVAL_STRIDE" in extra else "ttt")
-        for k, v in extra.items():
-            setattr(hp, k, v)
+    bad: list[tuple[str, object]] = [("EVAL_MODE", "beam"), ("EVAL_STRIDE", 0), ("TTT_TARGETS", "q,lm"),
+                                     ("TTT_LAYERS", "7")]  # fmt: skip
+    for word, value in bad:
+        hp = _hp("sliding" if word == "EVAL_STRIDE" else "ttt")
+        setattr(hp, word, value)
         with pytest.raises(T.TrainerError, match=word):
             T.make_scorer(model, hp, rt).close()
     scorer = T.make_scorer(model, _hp("doc"), rt)
