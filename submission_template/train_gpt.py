@@ -1704,10 +1704,12 @@ class TTTScorer(WindowScorer):
             self.doc, self.adam_t = doc, self.adam_t + 1
             b1, b2 = 0.9, 0.999
             corr = math.sqrt(1 - b2**self.adam_t) / (1 - b1**self.adam_t)
-            for p, g, (m, v) in zip(self.params, grads, self.moments, strict=True):
-                m.lerp_(g[bank], 1 - b1)
-                v.lerp_(g[bank].square(), 1 - b2)
-                p[0].addcdiv_(m, v.sqrt().add_(1e-8), value=-self.lr * corr)
+            g = [x[bank] for x in grads]
+            m, v = [mv[0] for mv in self.moments], [mv[1] for mv in self.moments]
+            torch._foreach_lerp_(m, g, 1 - b1)  # Adam, one launch per op for all adapters
+            torch._foreach_lerp_(v, torch._foreach_mul(g, g), 1 - b2)
+            denom = torch._foreach_add(torch._foreach_sqrt(v), 1e-8)
+            torch._foreach_addcdiv_([p[0] for p in self.params], m, denom, value=-self.lr * corr)
 
 
 def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime):

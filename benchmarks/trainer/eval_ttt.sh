@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Eval techniques on one artifact per seed (issue 20). Run from the repo root after gpu_prep.sh:
+#   benchmarks/trainer/eval_ttt.sh SEED [name:K=V,K=V ...]
+# 1. quality.sh's training, unchanged (full 11x512, 150 s, 262,144 tokens/step, dev val with its
+#    sidecar; EXPORT_COMPARE=0 only skips the comparison export after the shipped one), so the
+#    `final val_bpb` it prints (after export, flat) is quality.sh's number for this seed;
+#    log: $OUT/train_seed$SEED.log. SKIP_TRAIN=1 reuses the artifact already in /tmp/pg/quality.
+# 2. eval_ttt.py scores that artifact with each eval technique (flat, sliding, doc, TTT variants)
+#    in one process; table: $OUT/eval_ttt_seed$SEED.md (+ .json, + .log).
+# Expected: ~200 s for step 1 (20 s compile, 150 s training, ~15 s export, evals), ~30 s start-up
+# and load, then the variants within EVAL_TTT_BUDGET_S (default 330 s): one 10-minute call.
+set -euo pipefail
+SEED=${1:?usage: eval_ttt.sh SEED [variants]}
+shift
+R=$PWD
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+  SEED=$SEED EXPORT_COMPARE=0 QUALITY_LOG=train_seed$SEED.log bash "$R/benchmarks/trainer/quality.sh" > /dev/null
+  grep -E '^(trained|float|export\[|final)' "$OUT/train_seed$SEED.log"
+fi
+cd /tmp/pg
+DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
+TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model \
+python3 "$R/benchmarks/trainer/eval_ttt.py" "$OUT/eval_ttt_seed$SEED" "$@" 2>&1 | tee "$OUT/eval_ttt_seed$SEED.log"
