@@ -1572,7 +1572,10 @@ class WindowScorer:
         return F.log_softmax(m.softcap * torch.tanh(z / m.softcap), dim=-1)
 
     def _nll(self, h: Tensor, y: Tensor) -> Tensor:
-        out = [-self._logp(h[i : i + 8192]).gather(1, y[i : i + 8192, None])[:, 0] for i in range(0, len(y), 8192)]
+        out = [
+            -self._logp(h[i : i + 8192]).gather(1, y[i : i + 8192, None])[:, 0]
+            for i in range(0, len(y), 8192)
+        ]
         return torch.cat(out)
 
     @torch.no_grad()
@@ -1767,7 +1770,9 @@ def evaluate_segments(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp:
     for seg in local_segments(tokens, lo, hi, scorer.segment_targets):
         nll = scorer.score(seg)
         if nll.shape != (seg.n_targets,) or not np.isfinite(nll).all():
-            raise TrainerError(f"EVAL_MODE={hp.EVAL_MODE}: bad scores for a segment of {seg.n_targets} targets")
+            raise TrainerError(
+                f"EVAL_MODE={hp.EVAL_MODE}: bad scores for a segment of {seg.n_targets} targets"
+            )
         scorer.committed(seg)
         sums.append(float(nll.astype(np.float64).sum()))
         done += seg.n_targets
