@@ -1467,6 +1467,7 @@ def evaluate(
 # are causal and a replay of a rank's first segment cut anywhere reproduces them.
 
 BOS_ID = 1
+NO_DOC = -(1 << 62)  # the document of inputs before the first BOS seen (a position none can have)
 
 
 class Segment(NamedTuple):  # not a dataclass: those need the module in sys.modules (importlib loads)
@@ -1496,7 +1497,7 @@ class WindowScorer:
         """Forget the stream (a new, unrelated one follows)."""
         self.buf = np.zeros(0, dtype=np.int64)  # the last `window` tokens before the next target
         self.buf_start = 0  # stream position of buf[0]
-        self.bos_before = -1  # position of the last BOS before buf_start (-1: none seen)
+        self.bos_before = NO_DOC  # position of the last BOS before buf_start
         self.h: Tensor | None = None  # last segment's final hidden states at its targets
 
     def _windows(self, seg: Segment):
@@ -1505,10 +1506,13 @@ class WindowScorer:
         k = len(tokens) - seg.n_targets
         if seg.n_targets < 1 or k < 1:
             raise TrainerError(f"segment of {len(tokens)} tokens, {seg.n_targets} targets: need >= 1 of each")
-        if self.buf.size == 0:
-            self.buf, self.buf_start = tokens[:k], 0
-        elif k > self.buf.size or not np.array_equal(self.buf[-k:], tokens[:k]):
+        m = min(k, self.buf.size)
+        if m and not np.array_equal(self.buf[self.buf.size - m :], tokens[k - m : k]):
             raise TrainerError("segment's context does not continue the stream scored so far")
+        if self.buf.size == 0:  # a rank's first segment: stream positions from its first token
+            self.buf, self.buf_start = tokens[:k], 0
+        elif k > self.buf.size:  # more context than was kept (positions may go below 0)
+            self.buf, self.buf_start = tokens[:k], self.buf_start + self.buf.size - k
         full = np.concatenate((self.buf, tokens[k:]))
         start = self.buf_start
         a, e = start + self.buf.size, start + full.size
@@ -1652,7 +1656,7 @@ class TTTScorer(WindowScorer):
         self.lr, self.reset_docs = hp.TTT_LR, hp.TTT_RESET == "doc"
         self.split_docs = self.docs or self.reset_docs
         self.params = [p for b in self.adapters for p in (b.A, b.B)]
-        self.doc = -2  # the document bank 0 has learnt from (-2: none yet)
+        self.doc = NO_DOC - 1  # the document bank 0 has learnt from (none yet)
         self.pending: tuple[Tensor, int, int] | None = None
         self.adam_t = 0
         self.moments = [(torch.zeros_like(p[0]), torch.zeros_like(p[0])) for p in self.params]

@@ -305,3 +305,39 @@ def test_eval_phase_runs_a_scorer_from_an_artifact(
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["val_tokens"] == 1000 and math.isfinite(res["val_bpb"])
+
+
+@pytest.mark.parametrize("mode", ["sliding", "ttt"])
+def test_more_context_per_segment_changes_nothing(mode: str, model: Any, rt: Any, stream: np.ndarray) -> None:
+    """The scorer keeps the context it needs itself: segments that carry 100 tokens of context
+    (more than the scorer keeps) score exactly as segments that carry one."""
+    hp = _hp(mode)
+    segs = _segments(stream, hp.TTT_CHUNK if mode == "ttt" else hp.EVAL_SEGMENT_TOKENS)
+    ends = np.cumsum([1] + [s.n_targets for s in segs])
+    wide = [segs[0]] + [
+        T.Segment(stream[max(0, lo - 100) : hi].astype(np.uint16), hi - lo)
+        for lo, hi in itertools.pairwise(ends[1:].tolist())
+    ]
+    np.testing.assert_allclose(
+        np.concatenate(_score_all(model, rt, hp, wide)),
+        np.concatenate(_score_all(model, rt, hp, segs)),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("mode", ["sliding", "doc"])
+def test_stride_one_gives_each_target_exactly_the_window_before_it(
+    mode: str, model: Any, rt: Any, stream: np.ndarray
+) -> None:
+    """Checked against the model run by hand on each target's context: the `window` tokens before
+    it (doc: none before its document's BOS; the BOS target itself belongs to the previous one)."""
+    hp = _hp(mode, EVAL_STRIDE=1)
+    nll = np.concatenate(_score_all(model, rt, hp, _segments(stream, 200)))
+    starts = np.flatnonzero(stream == BOS)
+    for t in (5, 63, 64, 65, 150, int(starts[3]), int(starts[3]) + 1, int(starts[3]) + 2, len(stream) - 1):
+        lo = max(0, t - 64)
+        if mode == "doc":
+            lo = max(lo, int(starts[starts <= t - 1][-1]))
+        with torch.no_grad():
+            z = model.logits(model.hidden(torch.from_numpy(stream[lo:t])[None]))[0, -1]
+        assert nll[t - 1] == pytest.approx(float(-torch.log_softmax(z, -1)[stream[t]]), abs=1e-4)
