@@ -198,10 +198,10 @@ class Hyperparameters:
         # score-first TTT: LoRA on these projections (q k v o up down) of these blocks ("" = all),
         # Adam on a segment's targets only once it is committed; segments of TTT_CHUNK targets
         self.TTT_CONTEXT = _env("TTT_CONTEXT", "doc")  # doc | sliding: windows cut at doc starts?
-        self.TTT_TARGETS = _env("TTT_TARGETS", "q,v,up")
+        self.TTT_TARGETS = _env("TTT_TARGETS", "q,k,v,o,up,down")
         self.TTT_LAYERS = _env("TTT_LAYERS", "")
         self.TTT_RANK = _env("TTT_RANK", 8)
-        self.TTT_LR = _env("TTT_LR", 0.003)
+        self.TTT_LR = _env("TTT_LR", 0.01)
         self.TTT_CHUNK = _env("TTT_CHUNK", 256)
         self.TTT_RESET = _env("TTT_RESET", "doc")  # doc: fresh adapters per document | never
         self.TTT_SEED = _env("TTT_SEED", 0)  # adapters' A init (B starts at zero: base model)

@@ -39,10 +39,10 @@ VARIANTS = [  # cheap first; TTT last, the default settings first among them
     "doc s64:EVAL_MODE=doc,EVAL_STRIDE=64",
     "ttt:EVAL_MODE=ttt",
     "ttt carry:EVAL_MODE=ttt,TTT_RESET=never",
-    "ttt lr 0.01:EVAL_MODE=ttt,TTT_LR=0.01",
-    "ttt lr 0.001:EVAL_MODE=ttt,TTT_LR=0.001",
-    "ttt all proj:EVAL_MODE=ttt,TTT_TARGETS=q,k,v,o,up,down",
     "ttt chunk 512:EVAL_MODE=ttt,TTT_CHUNK=512",
+    "ttt lr 0.003:EVAL_MODE=ttt,TTT_LR=0.003",
+    "ttt lr 0.03:EVAL_MODE=ttt,TTT_LR=0.03",
+    "ttt q,v,up:EVAL_MODE=ttt,TTT_TARGETS=q,v,up",
     "ttt carry sliding:EVAL_MODE=ttt,TTT_RESET=never,TTT_CONTEXT=sliding",
 ]
 
@@ -105,7 +105,7 @@ def main() -> int:
     prefix = Path(sys.argv[1])
     prefix.parent.mkdir(parents=True, exist_ok=True)
     variants = [parse_variant(v) for v in (sys.argv[2:] or VARIANTS)]
-    budget = float(os.environ.get("EVAL_TTT_BUDGET_S", "330"))
+    budget = float(os.environ.get("EVAL_TTT_BUDGET_S", "300"))
     t_start = time.perf_counter()
     T = load_trainer()
     hp = T.Hyperparameters()

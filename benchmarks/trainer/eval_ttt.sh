@@ -8,7 +8,8 @@
 # 2. eval_ttt.py scores that artifact with each eval technique (flat, sliding, doc, TTT variants)
 #    in one process; table: $OUT/eval_ttt_seed$SEED.md (+ .json, + .log).
 # Expected: ~200 s for step 1 (20 s compile, 150 s training, ~15 s export, evals), ~30 s start-up
-# and load, then the variants within EVAL_TTT_BUDGET_S (default 330 s): one 10-minute call.
+# and load, then the variants within EVAL_TTT_BUDGET_S (default 300 s): ~550 s with gpu_prep.sh, one
+# 10-minute call. Rows are written to $OUT as they finish, so a kill at the limit keeps them.
 set -euo pipefail
 SEED=${1:?usage: eval_ttt.sh SEED [variants]}
 shift
