@@ -5,6 +5,9 @@
 #    sidecar; EXPORT_COMPARE=0 only skips the comparison export after the shipped one), so the
 #    `final val_bpb` it prints (after export, flat) is quality.sh's number for this seed;
 #    log: $OUT/train_seed$SEED.log. SKIP_TRAIN=1 reuses the artifact already in /tmp/pg/quality.
+#    ARTIFACT_TARGET_BYTES defaults to 15,810,071, the automatic target of runs/25 (H100) and
+#    runs/26 (H200), whose trainer was 79,929 bytes: the scorers made the file longer, which would
+#    otherwise shrink the weights' budget and blur the comparison with those runs.
 # 2. eval_ttt.py scores that artifact with each eval technique (flat, sliding, doc, TTT variants)
 #    in one process; table: $OUT/eval_ttt_seed$SEED.md (+ .json, + .log).
 # Time: step 1 takes 200-250 s (compile 16-52 s, 150 s training, ~15 s export, three evals); the
@@ -18,7 +21,7 @@ R=$PWD
 T0=$(date +%s)
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # gpu_prep.sh installs brotli there
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
-  SEED=$SEED EXPORT_COMPARE=0 QUALITY_LOG=train_seed$SEED.log bash "$R/benchmarks/trainer/quality.sh" > /dev/null
+  SEED=$SEED EXPORT_COMPARE=0 ARTIFACT_TARGET_BYTES=${ARTIFACT_TARGET_BYTES:-15810071} QUALITY_LOG=train_seed$SEED.log bash "$R/benchmarks/trainer/quality.sh" > /dev/null
   grep -E '^(trained|float|export\[|final)' "$OUT/train_seed$SEED.log"
 fi
 cd /tmp/pg
