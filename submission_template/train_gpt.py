@@ -1722,7 +1722,8 @@ class TTTScorer(WindowScorer):
 def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime):
     """The scorer EVAL_MODE names: flat (chunks of TRAIN_SEQ_LEN), sliding (EVAL_WINDOW inputs,
     EVAL_STRIDE targets per window, across documents), doc (the same, cut at each document's
-    start), ttt (score-first LoRA test-time training)."""
+    start), ttt (score-first LoRA test-time training). scorer.segment_targets is the segment size
+    to ask the harness for (EVAL_SEGMENT_TOKENS; TTT_CHUNK for ttt); close() takes adapters off."""
     window = hp.EVAL_WINDOW or hp.TRAIN_SEQ_LEN
     seg, bt = hp.EVAL_SEGMENT_TOKENS, hp.EVAL_BATCH_TOKENS
     if hp.EVAL_MODE == "flat":

@@ -44,6 +44,7 @@ VARIANTS = [  # cheap first; TTT last, the default settings first among them
     "ttt lr 0.03:EVAL_MODE=ttt,TTT_LR=0.03",
     "ttt q,v,up:EVAL_MODE=ttt,TTT_TARGETS=q,v,up",
     "ttt carry sliding:EVAL_MODE=ttt,TTT_RESET=never,TTT_CONTEXT=sliding",
+    "ttt window 1024:EVAL_MODE=ttt,EVAL_WINDOW=1024",
 ]
 
 
