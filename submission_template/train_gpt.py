@@ -40,6 +40,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -187,6 +188,23 @@ class Hyperparameters:
         self.LRZIP_GROUPS = _env("LRZIP_GROUPS", "scales,small")
         self.RANS_GROUPS = _env("RANS_GROUPS", "attn,mlp,embed")  # level streams: rANS, not brotli
         self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
+        # eval scorers (issue 20; "Eval scorers" section): how each val target gets its context
+        self.EVAL_MODE = _env("EVAL_MODE", "flat")  # flat | sliding | doc | ttt
+        self.EVAL_WINDOW = _env("EVAL_WINDOW", 0)  # inputs per window; 0 = TRAIN_SEQ_LEN
+        self.EVAL_STRIDE = _env("EVAL_STRIDE", 256)  # sliding / doc: targets per window
+        self.EVAL_SEGMENT_TOKENS = _env("EVAL_SEGMENT_TOKENS", 32768)  # targets a segment may hold
+        self.EVAL_BATCH_TOKENS = _env("EVAL_BATCH_TOKENS", 65536)  # window tokens per forward
+        self.EVAL_LOG_EVERY_S = _env("EVAL_LOG_EVERY_S", 30.0)  # progress line interval
+        # score-first TTT: LoRA on these projections (q k v o up down) of these blocks ("" = all),
+        # Adam on a segment's targets only once it is committed; segments of TTT_CHUNK targets
+        self.TTT_CONTEXT = _env("TTT_CONTEXT", "doc")  # doc | sliding: windows cut at doc starts?
+        self.TTT_TARGETS = _env("TTT_TARGETS", "q,k,v,o,up,down")
+        self.TTT_LAYERS = _env("TTT_LAYERS", "")
+        self.TTT_RANK = _env("TTT_RANK", 8)
+        self.TTT_LR = _env("TTT_LR", 0.01)
+        self.TTT_CHUNK = _env("TTT_CHUNK", 256)
+        self.TTT_RESET = _env("TTT_RESET", "doc")  # doc: fresh adapters per document | never
+        self.TTT_SEED = _env("TTT_SEED", 0)  # adapters' A init (B starts at zero: base model)
 
     def model_config(self) -> dict:
         keys = ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS", "MLP_MULT")
@@ -1440,6 +1458,344 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
+# Eval scorers (issue 20): what the eval loop calls for each segment of a rank's contiguous range
+# of the val stream. A segment is whole documents (or a cut of a long one) plus at least the one
+# token before its first target. score() returns one NLL (nats) per target; logprobs() the full
+# log-prob rows at targets the harness audits, from the same state; committed() is the only place
+# an adaptive scorer learns from a segment, after its scores were committed (score first).
+# Every target's context is fixed by positions alone, never by where a segment ends, so scores
+# are causal and a replay of a rank's first segment cut anywhere reproduces them.
+
+BOS_ID = 1
+NO_DOC = -(1 << 62)  # the document of inputs before the first BOS seen (a position none can have)
+
+
+class Segment(NamedTuple):  # not a dataclass: those need the module in sys.modules (importlib loads)
+    tokens: np.ndarray  # uint16; the last n_targets positions are the targets, the rest context
+    n_targets: int
+
+
+class WindowScorer:
+    """Each target is predicted from a window of at most `window` inputs ending just before it.
+    A segment's targets split into pieces (runs whose input lies in one document); each piece into
+    groups of `stride` targets from its start; a group's window is the `window` inputs ending at
+    its last nominal input, cut at the start of the known stream and, with docs=True, at the
+    document's BOS. stride == window is flat chunking; a smaller stride gives every target at
+    least window - stride tokens of context. Earlier segments (committed) are kept as context,
+    `window` tokens of them."""
+
+    def __init__(self, model: GPT, rt: Runtime, window: int, stride: int, docs: bool, batch_tokens: int,
+                 segment_targets: int) -> None:  # fmt: skip
+        if not 1 <= stride <= window:
+            raise TrainerError(f"EVAL_STRIDE={stride}: expected 1 <= stride <= window ({window})")
+        self.model, self.rt, self.window, self.stride, self.docs = model, rt, window, stride, docs
+        self.batch_tokens, self.segment_targets = max(batch_tokens, window), segment_targets
+        self.split_docs = docs  # pieces end at document starts (TTT: a bank per document)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (a new, unrelated one follows)."""
+        self.buf = np.zeros(0, dtype=np.int64)  # the last `window` tokens before the next target
+        self.buf_start = 0  # stream position of buf[0]
+        self.bos_before = NO_DOC  # position of the last BOS before buf_start
+        self.h: Tensor | None = None  # last segment's final hidden states at its targets
+
+    def _windows(self, seg: Segment):
+        """(stream, its start position, first target position, windows (start, end, t0, t1, doc))."""
+        tokens = np.asarray(seg.tokens, dtype=np.int64)
+        k = len(tokens) - seg.n_targets
+        if seg.n_targets < 1 or k < 1:
+            raise TrainerError(f"segment of {len(tokens)} tokens, {seg.n_targets} targets: need >= 1 of each")
+        m = min(k, self.buf.size)
+        if m and not np.array_equal(self.buf[self.buf.size - m :], tokens[k - m : k]):
+            raise TrainerError("segment's context does not continue the stream scored so far")
+        if self.buf.size == 0:  # a rank's first segment: stream positions from its first token
+            self.buf, self.buf_start = tokens[:k], 0
+        elif k > self.buf.size:  # more context than was kept (positions may go below 0)
+            self.buf, self.buf_start = tokens[:k], self.buf_start + self.buf.size - k
+        full = np.concatenate((self.buf, tokens[k:]))
+        start = self.buf_start
+        a, e = start + self.buf.size, start + full.size
+        bos = np.flatnonzero(full == BOS_ID) + start
+        inputs = np.arange(a - 1, e - 1)
+        j = np.searchsorted(bos, inputs, side="right") - 1
+        doc = np.where(j >= 0, bos[np.maximum(j, 0)] if bos.size else 0, self.bos_before)  # input's doc
+        cuts = list(np.flatnonzero(doc[1:] != doc[:-1]) + 1) if self.split_docs else []
+        wins = []
+        for p0, p1 in zip([0, *cuts], [*cuts, len(doc)], strict=True):
+            t0, t1, d = a + int(p0), a + int(p1), int(doc[p0])
+            clip = max(start, d) if self.docs else start
+            for q0 in range(t0, t1, self.stride):
+                q1 = min(t1, q0 + self.stride)
+                ws = max(clip, q0 + self.stride - 1 - self.window)  # nominal: not where q1 fell
+                wins.append((ws, q1 - 1, q0, q1, d))
+        # keep `window` tokens for the next segment, and the last BOS before them
+        keep = full[-self.window :]
+        new_start = e - keep.size
+        older = bos[bos < new_start]
+        self.bos_before = int(older[-1]) if older.size else self.bos_before
+        self.buf, self.buf_start = keep, new_start
+        return full, start, a, wins
+
+    def _bank(self, doc: int) -> int:
+        return 0
+
+    def _hidden(self, seg: Segment) -> tuple[Tensor, Tensor, list]:
+        """Final hidden states at the segment's targets (in order), the targets, the windows."""
+        full, start, a, wins = self._windows(seg)
+        n, dev = seg.n_targets, self.rt.device
+        order = sorted(range(len(wins)), key=lambda i: wins[i][0] - wins[i][1])  # longest first
+        parts, where = [], []
+        i = 0
+        while i < len(order):
+            width = wins[order[i]][1] - wins[order[i]][0]
+            batch = order[i : i + max(1, self.batch_tokens // width)]
+            i += len(batch)
+            x = np.zeros((len(batch), width), dtype=np.int64)
+            rows, cols = [], []
+            for r, w in enumerate(batch):
+                ws, we, q0, q1, _ = wins[w]
+                x[r, : we - ws] = full[ws - start : we - start]  # right padding: causal, unseen
+                rows += [r] * (q1 - q0)
+                cols += range(q0 - 1 - ws, q1 - 1 - ws)
+                where += range(q0 - a, q1 - a)
+            self.banks = torch.tensor([self._bank(wins[w][4]) for w in batch], device=dev)
+            with self.rt.autocast():
+                h = self.model.hidden(torch.from_numpy(x).to(dev))
+            parts.append(h[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)])
+        pos = torch.empty(n, dtype=torch.long)
+        pos[torch.tensor(where)] = torch.arange(n)
+        h = torch.cat(parts)[pos.to(dev)].float()
+        y = torch.from_numpy(full[a - start :]).to(dev)
+        return h, y, wins
+
+    def _logp(self, h: Tensor) -> Tensor:
+        """Log-probs from final hidden states, in fp32 (so an audit's recomputation matches)."""
+        m = self.model
+        z = F.linear(h.float(), m.tok_emb.weight.float())
+        return F.log_softmax(m.softcap * torch.tanh(z / m.softcap), dim=-1)
+
+    def _nll(self, h: Tensor, y: Tensor) -> Tensor:
+        out = [
+            -self._logp(h[i : i + 8192]).gather(1, y[i : i + 8192, None])[:, 0]
+            for i in range(0, len(y), 8192)
+        ]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def score(self, seg: Segment) -> np.ndarray:
+        self.model.eval()
+        h, y, _ = self._hidden(seg)
+        self.h = h
+        return self._nll(h, y).cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def logprobs(self, seg: Segment, target_indices) -> np.ndarray:
+        if self.h is None or len(self.h) != seg.n_targets:
+            raise TrainerError("logprobs asked for a segment other than the last one scored")
+        idx = torch.as_tensor(np.asarray(target_indices, dtype=np.int64), device=self.rt.device)
+        return self._logp(self.h[idx]).cpu().numpy().astype(np.float32)
+
+    def committed(self, seg: Segment) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LoRABank(nn.Module):
+    """Low-rank adapters for one projection: bank 0 is the adapter in use (carried), bank 1 a fresh
+    one (B = 0, so the base model) for documents that start inside a segment. Each batch row picks
+    its bank: one forward scores the end of one document and the start of the next."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int, gen: torch.Generator, device) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(d_in)
+        self.a_init = (torch.rand(d_in, rank, generator=gen) * 2 - 1).mul_(bound).to(device)
+        self.A = nn.Parameter(self.a_init.expand(2, -1, -1).clone())
+        self.B = nn.Parameter(torch.zeros(2, rank, d_out, device=device))
+
+    def delta(self, x: Tensor, banks: Tensor) -> Tensor:
+        return torch.bmm(torch.bmm(x, self.A[banks].to(x.dtype)), self.B[banks].to(x.dtype))
+
+
+TTT_PROJ = {"q": "attn.c_q", "k": "attn.c_k", "v": "attn.c_v", "o": "attn.proj", "up": "mlp.fc",
+            "down": "mlp.proj"}  # fmt: skip
+
+
+class TTTScorer(WindowScorer):
+    """Score-first test-time training: LoRA adapters (base weights frozen) trained with Adam, one
+    step per committed segment, on the loss its targets had when they were scored (the graph of
+    score() is kept until committed()). reset='doc': the adapters learn only from the document
+    being scored and start fresh (B = 0) at each new document; 'never': they learn from everything
+    committed on this rank. Either way a rank's first segment is scored by the artifact's weights."""
+
+    def __init__(self, model: GPT, rt: Runtime, hp: Hyperparameters, window: int) -> None:
+        super().__init__(model, rt, window, min(hp.TTT_CHUNK, window), hp.TTT_CONTEXT == "doc",
+                         hp.EVAL_BATCH_TOKENS, hp.TTT_CHUNK)  # fmt: skip
+        if hp.TTT_RESET not in ("doc", "never") or hp.TTT_CONTEXT not in ("doc", "sliding"):
+            raise TrainerError(f"TTT_RESET={hp.TTT_RESET!r} / TTT_CONTEXT={hp.TTT_CONTEXT!r}: expected "
+                               "doc|never / doc|sliding")  # fmt: skip
+        names = [s.strip() for s in hp.TTT_TARGETS.split(",") if s.strip()]
+        if not names or any(s not in TTT_PROJ for s in names):
+            raise TrainerError(f"TTT_TARGETS={hp.TTT_TARGETS!r}: expected a list of {', '.join(TTT_PROJ)}")
+        n = len(model.blocks)
+        layers = [int(s) for s in hp.TTT_LAYERS.split(",") if s.strip()] or list(range(n))
+        if any(not 0 <= i < n for i in layers):
+            raise TrainerError(f"TTT_LAYERS={hp.TTT_LAYERS!r}: expected block indices 0..{n - 1}")
+        model.requires_grad_(False)
+        gen = torch.Generator().manual_seed(hp.TTT_SEED)
+        self.adapters = nn.ModuleList()
+        self.hooks = []
+        for i in layers:
+            for s in names:
+                lin = model.blocks[i].get_submodule(TTT_PROJ[s])
+                bank = LoRABank(lin.in_features, lin.out_features, hp.TTT_RANK, gen, rt.device)
+                self.adapters.append(bank)
+                self.hooks.append(lin.register_forward_hook(self._hook(bank)))
+        self.lr, self.reset_docs = hp.TTT_LR, hp.TTT_RESET == "doc"
+        self.split_docs = self.docs or self.reset_docs
+        self.params = [p for b in self.adapters for p in (b.A, b.B)]
+        self.doc = NO_DOC - 1  # the document bank 0 has learnt from (none yet)
+        self.pending: tuple[Tensor, int, int] | None = None
+        self.adam_t = 0
+        self.moments = [(torch.zeros_like(p[0]), torch.zeros_like(p[0])) for p in self.params]
+
+    def _hook(self, bank: LoRABank):
+        def add(mod, args, out):
+            return out + bank.delta(args[0], self.banks)
+
+        return add
+
+    def close(self) -> None:
+        """Take the adapters off the model."""
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+        self.model.requires_grad_(True)
+
+    def _bank(self, doc: int) -> int:
+        return 1 if self.reset_docs and doc != self.doc else 0
+
+    def score(self, seg: Segment) -> np.ndarray:
+        self.model.eval()
+        with torch.enable_grad():
+            h, y, wins = self._hidden(seg)
+            nll = self._nll(h, y)
+        self.h = h.detach()
+        # what committed() learns from: all targets, or (reset per document) the last document's
+        last_doc = max(wins, key=lambda w: w[2])[4]
+        a = min(w[2] for w in wins)
+        mask = torch.zeros(len(nll), dtype=torch.bool, device=nll.device)
+        for _, _, q0, q1, d in wins:
+            if not self.reset_docs or d == last_doc:
+                mask[q0 - a : q1 - a] = True
+        self.pending = (nll[mask].mean(), self._bank(last_doc), last_doc)
+        return nll.detach().cpu().numpy().astype(np.float32)
+
+    def committed(self, seg: Segment) -> None:
+        if self.pending is None:
+            return
+        loss, bank, doc = self.pending
+        self.pending = None
+        grads = torch.autograd.grad(loss, self.params)
+        with torch.no_grad():
+            if bank == 1:  # a new document: its adapters start fresh, and so does Adam
+                for b in self.adapters:
+                    b.A[0].copy_(b.a_init)
+                    b.B[0].zero_()
+                for m, v in self.moments:
+                    m.zero_()
+                    v.zero_()
+                self.adam_t = 0
+            self.doc, self.adam_t = doc, self.adam_t + 1
+            b1, b2 = 0.9, 0.999
+            corr = math.sqrt(1 - b2**self.adam_t) / (1 - b1**self.adam_t)
+            g = [x[bank] for x in grads]
+            m, v = [mv[0] for mv in self.moments], [mv[1] for mv in self.moments]
+            torch._foreach_lerp_(m, g, 1 - b1)  # Adam, one launch per op for all adapters
+            torch._foreach_lerp_(v, torch._foreach_mul(g, g), 1 - b2)
+            denom = torch._foreach_add(torch._foreach_sqrt(v), 1e-8)
+            torch._foreach_addcdiv_([p[0] for p in self.params], m, denom, value=-self.lr * corr)
+
+
+def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime):
+    """The scorer EVAL_MODE names: flat (chunks of TRAIN_SEQ_LEN), sliding (EVAL_WINDOW inputs,
+    EVAL_STRIDE targets per window, across documents), doc (the same, cut at each document's
+    start), ttt (score-first LoRA test-time training). scorer.segment_targets is the segment size
+    to ask the harness for (EVAL_SEGMENT_TOKENS; TTT_CHUNK for ttt); close() takes adapters off."""
+    window = hp.EVAL_WINDOW or hp.TRAIN_SEQ_LEN
+    seg, bt = hp.EVAL_SEGMENT_TOKENS, hp.EVAL_BATCH_TOKENS
+    if hp.EVAL_MODE == "flat":
+        return WindowScorer(model, rt, hp.TRAIN_SEQ_LEN, hp.TRAIN_SEQ_LEN, False, bt, seg)
+    if hp.EVAL_MODE in ("sliding", "doc"):
+        return WindowScorer(model, rt, window, min(hp.EVAL_STRIDE, window), hp.EVAL_MODE == "doc", bt, seg)
+    if hp.EVAL_MODE == "ttt":
+        return TTTScorer(model, rt, hp, window)
+    raise TrainerError(f"EVAL_MODE={hp.EVAL_MODE!r}: expected flat, sliding, doc or ttt")
+
+
+def rank_range(tokens: np.ndarray, rank: int, world: int) -> tuple[int, int]:
+    """This rank's contiguous range of target positions of [1, n): boundaries at the document
+    starts nearest to an equal split (the harness's rule, harness/scoring/plan.py)."""
+    n = len(tokens)
+    starts = np.flatnonzero(tokens == BOS_ID)
+    bounds = [1]
+    for i in range(1, world):
+        ideal = 1 + i * (n - 1) // world
+        j = int(np.searchsorted(starts, ideal))
+        near = [int(s) for s in starts[max(0, j - 1) : j + 1]]
+        b = min(near, key=lambda s: (abs(s - ideal), s)) if near else n
+        bounds.append(max(bounds[-1], b))
+    bounds.append(n)
+    return bounds[rank], bounds[rank + 1]
+
+
+def local_segments(tokens: np.ndarray, lo: int, hi: int, max_targets: int):
+    """The segments the harness would serve for targets [lo, hi): whole documents up to
+    max_targets targets, a longer document cut; one token of context each."""
+    starts = np.flatnonzero(tokens == BOS_ID)
+    pos = lo
+    while pos < hi:
+        limit = min(hi, pos + max_targets)
+        j = int(np.searchsorted(starts, limit, side="right")) - 1
+        end = int(starts[j]) if limit < hi and j >= 0 and starts[j] > pos else limit
+        yield Segment(np.asarray(tokens[pos - 1 : end], dtype=np.uint16), end - pos)
+        pos = end
+
+
+def evaluate_segments(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters,
+                      rt: Runtime, scorer=None) -> dict:  # fmt: skip
+    """val metrics with the EVAL_MODE scorer over local segments (standalone / pre-harness)."""
+    own = scorer is None
+    scorer = make_scorer(model, hp, rt) if scorer is None else scorer
+    lo, hi = rank_range(tokens, rt.rank, rt.world)
+    t0 = last = time.perf_counter()
+    sums, done = [], 0
+    for seg in local_segments(tokens, lo, hi, scorer.segment_targets):
+        nll = scorer.score(seg)
+        if nll.shape != (seg.n_targets,) or not np.isfinite(nll).all():
+            raise TrainerError(
+                f"EVAL_MODE={hp.EVAL_MODE}: bad scores for a segment of {seg.n_targets} targets"
+            )
+        scorer.committed(seg)
+        sums.append(float(nll.astype(np.float64).sum()))
+        done += seg.n_targets
+        if time.perf_counter() - last > hp.EVAL_LOG_EVERY_S:
+            last, el = time.perf_counter(), time.perf_counter() - t0
+            rt.log(f"eval[{hp.EVAL_MODE}] rank 0: {done:,d}/{hi - lo:,d} targets, {el:.0f}s, "
+                   f"{done / el:,.0f} tok/s, ETA {(hi - lo - done) * el / max(1, done):.0f}s")  # fmt: skip
+    if own:
+        scorer.close()
+    total = torch.tensor([math.fsum(sums), float(done)], dtype=torch.float64, device=rt.device)
+    rt.all_reduce_(total)
+    nll_sum, n_pred = float(total[0]), int(total[1])
+    n_bytes = int(tok_bytes[1:].sum())
+    return {"val_loss": nll_sum / n_pred, "val_bpb": nll_sum / math.log(2) / n_bytes, "val_tokens": n_pred,
+            "val_bytes": n_bytes}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
 # Training.
 
 
@@ -1672,7 +2028,10 @@ def phase_eval(hp: Hyperparameters, rt: Runtime) -> dict:
     model = load_model_from_artifact(art, hp, rt)
     tokens, tok_bytes, source = load_validation(hp)
     fwd = torch.compile(model.token_nll, dynamic=False) if hp.EVAL_COMPILE else None
-    res = evaluate(model, tokens, tok_bytes, hp, rt, fwd)
+    if hp.EVAL_MODE == "flat":
+        res = evaluate(model, tokens, tok_bytes, hp, rt, fwd)
+    else:  # the issue-20 scorers over local segments
+        res = evaluate_segments(model, tokens, tok_bytes, hp, rt)
     rt.log(f"eval: {res['val_tokens']:,d} tokens, {res['val_bytes']:,d} bytes (from {source})")
     rt.log(f"final val_loss {res['val_loss']:.6f} val_bpb {res['val_bpb']:.6f}")
     rt.event(EV_EVAL_END, **res)
