@@ -83,3 +83,31 @@ class ChallengeRules:
 
 
 RULES = ChallengeRules()
+
+
+@dataclass(frozen=True)
+class AuditRules:
+    """Data provenance (``pgolf audit``, harness/audit.py): when training data holds validation text.
+
+    ``ngram``: tokens per hashed n-gram. Measured on the clean proxy corpus (benchmarks/audit_bench.py,
+    tests/test_audit.py): 16-token n-grams (~45 characters of English) found in the train split cover
+    at most a few percent of any validation document, while shorter ones start to match code idioms
+    and shared phrases. ``doc_found_coverage``: a document counts as found when at least this
+    fraction of its n-grams occur in the train data (one shared line of boilerplate does not).
+    ``min_doc_ngrams``: shorter documents are not judged. ``contaminated_min_docs``: found documents
+    that make the verdict ``contaminated``. ``design_contamination`` / ``target_detection``: the
+    sampled mode's default fraction is the smallest one that finds a copy of that fraction of the
+    judged documents (the shortest ones, the worst case) with that probability.
+    """
+
+    ngram: int = 16
+    doc_found_coverage: float = 0.8
+    min_doc_ngrams: int = 32
+    contaminated_min_docs: int = 1
+    design_contamination: float = 0.001
+    target_detection: float = 0.999
+    first_found_reported: int = 10
+    cache_dir: str = ".pgolf-audit"
+
+
+AUDIT_RULES = AuditRules()
