@@ -131,7 +131,9 @@ def doc_detection_probabilities(ngram_counts: Sequence[int] | npt.NDArray[Any], 
     return -np.expm1(m * math.log1p(-fraction))
 
 
-def detection_probability(ngram_counts: Sequence[int] | npt.NDArray[Any], fraction: float, min_docs: int) -> float:
+def detection_probability(
+    ngram_counts: Sequence[int] | npt.NDArray[Any], fraction: float, min_docs: int
+) -> float:
     """P(at least ``min_docs`` of the copied documents are found) when each train position is
     sampled with probability ``fraction``: a Poisson-binomial tail (independent documents)."""
     if min_docs <= 0:
@@ -202,7 +204,9 @@ class ValIndex:
         return self.doc_ngrams >= rules.min_doc_ngrams
 
 
-def build_index(val_tokens: npt.NDArray[np.integer[Any]], n: int, bos_id: int = RULES.shards.bos_id) -> ValIndex:
+def build_index(
+    val_tokens: npt.NDArray[np.integer[Any]], n: int, bos_id: int = RULES.shards.bos_id
+) -> ValIndex:
     """Index the concatenated validation stream (documents start at each BOS)."""
     t = np.asarray(val_tokens)
     starts = np.flatnonzero(t == bos_id)
@@ -362,9 +366,7 @@ def sample_positions(rng: np.random.Generator, count: int, fraction: float) -> I
     return np.concatenate(out)
 
 
-def scan_shard(
-    path: Path, shard: int, lookup: _Lookup, fraction: float = 1.0, seed: int = 0
-) -> ShardScan:
+def scan_shard(path: Path, shard: int, lookup: _Lookup, fraction: float = 1.0, seed: int = 0) -> ShardScan:
     """Scan one train shard: every position (fraction 1), or a Bernoulli sample and, for each
     sampled seed, the span where a copy of its document would lie."""
     t0 = time.perf_counter()
@@ -386,8 +388,11 @@ def scan_shard(
             start = pos[seed_at[is_seed]] - lead[is_seed]
             lo = np.maximum(start, 0)
             hi = np.minimum(start + lookup.span[seed_idx[is_seed]], len(tokens))
-            for lo, hi in _merge_spans(lo, hi):
-                o, u, h = _scan_range(tokens, lo, hi, lookup)
+            spans = _merge_spans(lo, hi)
+            if sum(b - a for a, b in spans) >= count // 2:
+                spans = [(0, count)]  # text that repeats this much: the whole shard costs no more
+            for a, b in spans:
+                o, u, h = _scan_range(tokens, a, b, lookup)
                 parts_o.append(o)
                 parts_u.append(u)
                 hashed += h
@@ -535,9 +540,7 @@ def judge(
     found_pos = at != _NOWHERE
     docs = index.docs
     hits_per_doc = np.bincount(index.pos_doc, weights=found_pos, minlength=docs)
-    coverage = np.divide(
-        hits_per_doc, index.doc_ngrams, out=np.zeros(docs), where=index.doc_ngrams > 0
-    )
+    coverage = np.divide(hits_per_doc, index.doc_ngrams, out=np.zeros(docs), where=index.doc_ngrams > 0)
     judged = index.judged(rules)
     found_mask = judged & (coverage >= rules.doc_found_coverage)
     found_ids = np.flatnonzero(found_mask)
@@ -668,7 +671,9 @@ def audit(
     except ShardError as exc:
         raise PgolfError(str(exc)) from None
     if not files.val:
-        raise PgolfError(f"{data_dir}: no {RULES.shards.val_prefix}*{RULES.shards.suffix} shards to audit against")
+        raise PgolfError(
+            f"{data_dir}: no {RULES.shards.val_prefix}*{RULES.shards.suffix} shards to audit against"
+        )
     if not files.train:
         raise PgolfError(f"{data_dir}: no {RULES.shards.train_prefix}*{RULES.shards.suffix} shards to audit")
     if fraction is not None and not 0.0 < fraction <= 1.0:
@@ -800,3 +805,27 @@ def audit_cached(
     except OSError:
         pass
     return {**summary, "cached": False}
+
+
+def audit_for_run(dataset_dir: Path, lock_path: Path | None, progress: bool = False) -> dict[str, Any] | None:
+    """The audit `pgolf run` records before training (``AUDIT_RULES.run_mode``, cached per data
+    lock); None when the folder lacks train or val shards (nothing to compare)."""
+    files = list_dataset(dataset_dir)
+    if not files.train or not files.val:
+        return None
+    fraction = 1.0 if AUDIT_RULES.run_mode == "full" else None
+    return audit_cached(dataset_dir, lock_path, fraction=fraction, progress=progress)
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line for a person: the verdict and what it rests on."""
+    how = (
+        "full scan"
+        if summary["mode"] == "full"
+        else f"sampled {summary['sample_fraction']:.3g} of positions, "
+        f"P(detect {summary['detection_contamination']:.1%} copied) {summary['detection_probability']:.1%}"
+    )
+    return (
+        f"{summary['verdict']}: {summary['found_docs']:,} of {summary['judged_docs']:,} validation documents "
+        f"found in {summary['train_shards']} train shard(s) ({summary['ngram']}-token n-grams, {how})"
+    )

@@ -97,7 +97,8 @@ class AuditRules:
     ``min_doc_ngrams``: shorter documents are not judged. ``contaminated_min_docs``: found documents
     that make the verdict ``contaminated``. ``design_contamination`` / ``target_detection``: the
     sampled mode's default fraction is the smallest one that finds a copy of that fraction of the
-    judged documents (the shortest ones, the worst case) with that probability.
+    judged documents (the shortest ones, the worst case) with that probability. ``run_mode``: what
+    `pgolf run` does before training (once per data lock, cached in ``cache_dir`` beside the lock).
     """
 
     ngram: int = 16
@@ -107,6 +108,7 @@ class AuditRules:
     design_contamination: float = 0.001
     target_detection: float = 0.999
     first_found_reported: int = 10
+    run_mode: str = "sampled"
     cache_dir: str = ".pgolf-audit"
 
 

@@ -131,6 +131,7 @@ class RunConfig:
     echo: bool = True
     command: list[str] = field(default_factory=list)
     legacy_final_pattern: str | None = None
+    data_audit: dict[str, Any] | None = None  # harness/audit.py: overlap of train and val, per dataset
 
 
 def now_iso() -> str:
@@ -444,6 +445,7 @@ class SeedRunner:
             "verdicts": [],
             "isolation": {"network": "none", "files": "none", "violations": []},
             "fingerprint": self.fp,
+            "data_audit": self.cfg.data_audit,
             "claimed": {},
             "started_at": self.started_at,
             "finished_at": None,
@@ -960,6 +962,16 @@ def check_inputs(cfg: RunConfig) -> None:
             raise RunError(f"--env {k}=...: not a valid environment variable name")
 
 
+def audit_before_training(cfg: RunConfig, lock: Path | None) -> dict[str, Any] | None:
+    """Does the training data hold validation text? Once per data lock (cached), noted, recorded."""
+    from harness.audit import audit_for_run, describe
+
+    summary = audit_for_run(cfg.data_dir, lock, progress=cfg.echo)
+    if summary is not None and cfg.echo:
+        print(f"pgolf run: data audit: {describe(summary)}", file=sys.stderr, flush=True)
+    return summary
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run every seed; returns run.json's content. Ctrl-C keeps what finished and re-raises."""
     cfg.submission_dir = cfg.submission_dir.resolve()
@@ -1001,6 +1013,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     lock = find_lock(cfg.data_dir)
     lock_sha = file_sha256(lock) if lock is not None else None
     fp = fingerprint(code_sha256=code_digest(files), lock_sha256=lock_sha)
+    cfg.data_audit = audit_before_training(cfg, lock)
     dataset = list_dataset(cfg.data_dir)
     prior: dict[str, Any] = {}
     rp = run_dir / RUN_FILE
@@ -1036,6 +1049,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "val_bytes_files": len(dataset.val_bytes),
             "lock_file": str(lock) if lock else None,
             "lock_sha256": lock_sha,
+            "audit": cfg.data_audit,
         },
         "env": dict(cfg.extra_env),
         "command": list(cfg.command),

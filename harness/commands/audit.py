@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=HELP,
         description=f"{HELP}. Hashes every {r.ngram}-token n-gram of each validation document and looks "
         "for them in the train shards; a document is found when "
-        f"{r.doc_found_coverage:.0%} of its n-grams are. Exit 0: clean; {CONTAMINATED_EXIT}: "
+        f"{r.doc_found_coverage * 100:.0f}% of its n-grams are. Exit 0: clean; {CONTAMINATED_EXIT}: "
         "contaminated (or bad input).",
     )
     p.add_argument(
@@ -43,13 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="DATA_DIR",
         help="a folder of shards, or the --data-dir of `pgolf fetch` (then --variant picks the dataset)",
     )
-    p.add_argument("--variant", default=DEFAULT_VARIANT, help=f"with a fetch folder (default {DEFAULT_VARIANT})")
+    p.add_argument(
+        "--variant", default=DEFAULT_VARIANT, help=f"with a fetch folder (default {DEFAULT_VARIANT})"
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--sampled",
         action="store_true",
-        help=f"hash a sample of train positions, sized to find {r.design_contamination:.1%} of the val "
-        f"documents copied with probability {r.target_detection:.1%} (default: every position)",
+        help=f"hash a sample of train positions, sized to find {r.design_contamination * 100:.1f}%% of the val "
+        f"documents copied with probability {r.target_detection * 100:.1f}%% (default: every position)",
     )
     mode.add_argument(
         "--sample-fraction", type=_fraction, default=None, metavar="F", help="hash this fraction of positions"
