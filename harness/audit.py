@@ -678,10 +678,19 @@ def audit(
         raise PgolfError(f"{data_dir}: no {RULES.shards.train_prefix}*{RULES.shards.suffix} shards to audit")
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise PgolfError(f"sample fraction {fraction}: expected a number in (0, 1]")
-    index = build_index(read_val(files.val), rules.ngram)
-    f = plan_fraction(index, rules) if fraction is None else fraction
     n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     with _Progress(progress, sum(p.stat().st_size for p in files.train) // 2) as bar:
+        val = read_val(files.val)
+        bar.note(f"indexing {len(val):,} validation tokens ({rules.ngram}-token n-grams)")
+        index = build_index(val, rules.ngram)
+        f = plan_fraction(index, rules) if fraction is None else fraction
+        bar.note(
+            f"indexed {len(index.hashes):,} distinct n-grams of {index.docs:,} documents in "
+            f"{time.perf_counter() - t0:.1f} s; scanning {len(files.train)} train shard(s) "
+            + ("in full" if f >= 1.0 else f"at sample fraction {f:.4g}")
+            + f" on {n_workers} process(es)"
+        )
+        bar.start()
         scans = scan_train(index, files.train, fraction=f, seed=seed, workers=n_workers, on_shard=bar.advance)
     return judge(
         index,
@@ -723,18 +732,25 @@ class _Progress:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=Console(stderr=True, highlight=False),
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task("scan", total=self.total)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def advance(self, scan: ShardScan) -> None:
+    def note(self, text: str) -> None:
         if self._bar is not None:
+            self._bar.console.print(f"pgolf audit: {text}")
+
+    def start(self) -> None:
+        if self._bar is not None:
+            self._task = self._bar.add_task("scan", total=self.total)
+
+    def advance(self, scan: ShardScan) -> None:
+        if self._task is not None:
             self._bar.advance(self._task, scan.tokens)
 
 

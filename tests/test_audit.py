@@ -17,9 +17,11 @@ import pytest
 from scipy import stats
 
 from harness import audit as A
+from harness import doctor
 from harness.cli import main as cli_main
 from harness.rules import AUDIT_RULES, RULES
-from harness.shards import list_dataset, read_shard, write_shard
+from harness.shards import list_dataset, read_header, read_shard, write_shard
+from harness.variants import canonical_mismatches, get_variant
 
 BOS = RULES.shards.bos_id
 N = AUDIT_RULES.ngram
@@ -260,3 +262,40 @@ def test_sampled_mode_finds_a_tenth_of_a_percent_at_the_stated_probability(
     planned = A.plan_fraction(index)
     assert A.detection_probability(seeds, planned, 1) >= AUDIT_RULES.target_detection
     assert all(judge_sampled(index, folder, planned, seed).verdict == "contaminated" for seed in range(5))
+
+
+# ---------------------------------------------------------------- canonical facts (fetch, doctor)
+
+
+def test_canonical_facts_catch_a_ten_thousand_document_validation_split() -> None:
+    """The CaseOps prep script's default (--val-docs 10000) left documents 10,000-49,999 in train:
+    its validation split is a fifth of the canonical one, which the canonical facts catch."""
+    whole = 47_851_520  # what the trainers log: (tokens - 1) // 2048 * 2048
+    assert canonical_mismatches("caseops", 80, whole + 1, 50_000) == []
+    assert canonical_mismatches("caseops", 80, whole + 2048, 50_000) == []
+    assert canonical_mismatches("caseops", None, whole + 1, None) == []  # a --train-shards subset
+    problems = canonical_mismatches("caseops", 80, 9_570_000, 10_000)
+    assert problems == [
+        "9,570,000 val tokens (9,568,256 in whole 2048-token sequences), the canonical caseops validation "
+        "has 47,851,520",
+        "10,000 val documents, the canonical caseops validation has 50,000",
+    ]
+    assert canonical_mismatches("caseops", 79, whole + 2049, 50_000)[0] == (
+        "79 train shards, the canonical caseops set has 80"
+    )
+    assert canonical_mismatches("sp512", 3, 123, 50_000) == []  # nothing sourced but the document count
+    assert canonical_mismatches("no-such-variant", 1, 1, 1) == []
+
+
+def test_doctor_warns_with_the_numbers_when_data_is_not_the_canonical_set(tmp_path: Path) -> None:
+    dataset = tmp_path / "datasets" / get_variant("caseops").dataset
+    synthetic_dataset(dataset, val_docs=30)
+    write_shard(
+        dataset / "fineweb_val_bytes_000000.bin", np.zeros(read_header(dataset / "fineweb_val_000000.bin"))
+    )
+    facts = doctor.gather_facts(tmp_path, "caseops")
+    assert facts.data is not None
+    warning = {c.name: c for c in doctor.evaluate(facts)}["data facts"]
+    assert warning.status == "warn"
+    assert "2 train shards, the canonical caseops set has 80" in warning.detail
+    assert "30 val documents, the canonical caseops validation has 50,000" in warning.detail
