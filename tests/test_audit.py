@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from scipy import stats
 from harness import audit as A
 from harness import doctor
 from harness.cli import main as cli_main
+from harness.package import package_run
 from harness.rules import AUDIT_RULES, RULES
 from harness.shards import list_dataset, read_header, read_shard, write_shard
 from harness.variants import canonical_mismatches, get_variant
@@ -299,3 +302,75 @@ def test_doctor_warns_with_the_numbers_when_data_is_not_the_canonical_set(tmp_pa
     assert warning.status == "warn"
     assert "2 train shards, the canonical caseops set has 80" in warning.detail
     assert "30 val documents, the canonical caseops validation has 50,000" in warning.detail
+
+
+# ---------------------------------------------------------------- `pgolf run` and `pgolf package`
+
+
+def test_run_records_the_audit_once_per_dataset_and_package_shows_it(tmp_path: Path) -> None:
+    """A real `pgolf run` (the fake native trainer) on data whose train shard holds a val document."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(6)
+    val_doc = np.concatenate([[BOS], rng.integers(2, 8192, 400)])
+    other = np.concatenate([[BOS], rng.integers(2, 8192, 300)])
+    write_shard(data / "fineweb_val_000000.bin", np.concatenate([val_doc, other]))
+    write_shard(
+        data / "fineweb_val_bytes_000000.bin", np.concatenate([[0], np.full(400, 3), [0], np.full(300, 3)])
+    )
+    train = [np.concatenate([[BOS], rng.integers(2, 8192, 500)]) for _ in range(4)]
+    write_shard(data / "fineweb_train_000000.bin", np.concatenate([*train[:2], val_doc, *train[2:]]))
+    (data / "tiny.lock.json").write_text('{"files": []}\n')
+    fake = Path(__file__).parent / "fake_trainers" / "native"
+    for out in ("run1", "run2"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                str(fake),
+                "--data-dir",
+                str(data),
+                "--out",
+                str(tmp_path / out),
+                "--seeds",
+                "1",
+                "--env",
+                "FAKE_MODE=ok",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+    results = [json.loads((tmp_path / out / "seed1" / "result.json").read_text()) for out in ("run1", "run2")]
+    first, second = (r["data_audit"] for r in results)
+    assert first["verdict"] == "contaminated" and first["found_docs"] == 1 and first["cached"] is False
+    assert first["first_found"][0] == {
+        "doc": 0,
+        "val_offset": 0,
+        "ngrams": 400 - N + 1,
+        "coverage": 1.0,
+        "train_shard": "fineweb_train_000000.bin",
+        "train_offset": 2 * 501,
+    }
+    assert second["cached"] is True and second["data_key"] == first["data_key"]
+    assert (
+        json.loads((tmp_path / "run1" / "run.json").read_text())["data"]["audit"]["verdict"] == "contaminated"
+    )
+
+    dest = package_run(
+        tmp_path / "run1",
+        name="Tiny",
+        author="Ada",
+        github_id="ada",
+        track="non_record_16mb",
+        out_root=tmp_path / "rec",
+    )
+    readme = (dest / "README.md").read_text("utf-8")
+    assert "## Data provenance" in readme
+    assert "contaminated: 1 of 2 validation documents found in 1 train shard(s)" in readme
+    assert "| 0 | 385 | 100.0% | fineweb_train_000000.bin | 1,002 |" in readme
+    assert json.loads((dest / "submission.json").read_text())["data_audit"]["verdict"] == "contaminated"
