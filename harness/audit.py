@@ -11,7 +11,7 @@ How it works:
   probability f, independently). A sampled n-gram that occurs exactly once in the validation split
   (a *seed*) says where a copy of its document would start in the train shard; that span is then
   scanned in full, so a copied document is found whole once any one of its seed positions is
-  sampled, and a common phrase (which occurs in several documents) never costs a scan.
+  sampled, and a phrase found in several validation documents never costs a scan.
 - A validation document is *found* when at least ``doc_found_coverage`` of its n-grams occur in the
   train data. Documents with fewer than ``min_doc_ngrams`` n-grams are not judged (too short to tell
   a copy from a common phrase); a shared line of boilerplate covers a small part of a document, so
@@ -20,8 +20,9 @@ How it works:
 
 Detection probability of the sampled mode (pure functions below): a copied document with M seed
 n-grams is missed only when none of its M positions is sampled, probability (1 - f)**M,
-independently per document; the number found is then Poisson-binomial. The stated figure is for the worst case: the
-copied documents are the shortest judged ones.
+independently per document; the number found is then Poisson-binomial. The stated figure is for
+the worst case: the copied documents are the judged ones with the fewest seeds. It is a lower
+bound: spans scanned around natural matches nearby can find a copy too.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 # Tokens per chunk a worker hashes at once: ~5 uint64 arrays of this length live at a time.
 CHUNK_TOKENS = 1 << 19
-# Distinct val n-grams per filter bit, at most (1/64: ~1.6% of non-matching positions pass the filter).
+# Filter bits per distinct val n-gram, at least (~1.6% of non-matching positions pass the filter).
 FILTER_BITS_PER_NGRAM = 64
 # A train location is encoded as shard << 40 | offset (a shard holds far fewer than 2**40 tokens).
 _OFFSET_BITS = 40
@@ -309,7 +310,6 @@ class ShardScan:
     offsets: I64
     tokens: int
     positions_hashed: int
-    seconds: float
 
 
 def _scan_range(tokens: npt.NDArray[np.uint16], lo: int, hi: int, lookup: _Lookup) -> tuple[I64, I64, int]:
@@ -369,7 +369,6 @@ def sample_positions(rng: np.random.Generator, count: int, fraction: float) -> I
 def scan_shard(path: Path, shard: int, lookup: _Lookup, fraction: float = 1.0, seed: int = 0) -> ShardScan:
     """Scan one train shard: every position (fraction 1), or a Bernoulli sample and, for each
     sampled seed, the span where a copy of its document would lie."""
-    t0 = time.perf_counter()
     tokens = read_shard(path)
     n = lookup.ngram
     count = max(0, len(tokens) - n + 1)
@@ -403,7 +402,7 @@ def scan_shard(path: Path, shard: int, lookup: _Lookup, fraction: float = 1.0, s
     unique, offsets = unique[order], offsets[order]
     first = np.ones(len(unique), dtype=bool)
     first[1:] = unique[1:] != unique[:-1]
-    return ShardScan(shard, unique[first], offsets[first], len(tokens), hashed, time.perf_counter() - t0)
+    return ShardScan(shard, unique[first], offsets[first], len(tokens), hashed)
 
 
 # Worker processes load the lookup once (memory-mapped .npy files) and keep it.
@@ -481,11 +480,8 @@ class AuditReport:
     def found_ids(self) -> list[int]:
         return [h.doc for h in self.found]
 
-    def as_dict(self, max_found: int | None = None) -> dict[str, Any]:
-        d = asdict(self)
-        if max_found is not None:
-            d["found"] = d["found"][:max_found]
-        return d
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def summary(self) -> dict[str, Any]:
         """The short form that goes into result.json and the packaged README."""
