@@ -208,6 +208,7 @@ def main() -> int:
             "pool_wall_s": round(pool_wall_s, 2),
             "pool_cpu_s": round(pool_cpu_s, 2),
             "pool_speedup_wall": round(full_wall_s / pool_wall_s, 2),
+            "pool_tokens_per_s_wall": round(tokens / pool_wall_s),
             "pool_note": "at this size the pool's start (index written to files, workers spawned) dominates",
         },
         "pod_extrapolation": {
@@ -257,6 +258,10 @@ def main() -> int:
     print(
         f"8 B train tokens on {POD_CORES} cores: full {x['full_s']:.0f} s, sampled {x['sampled_s']:.0f} s "
         f"(target {TARGET_S:.0f} s)"
+    )
+    print(
+        f"pool of {cpus}, wall clock: {s['pool_tokens_per_s_wall'] / 1e6:.1f} M train tokens/s in full mode "
+        f"({POD_TRAIN_TOKENS / s['pool_tokens_per_s_wall']:.0f} s for 8 B tokens on this machine)"
     )
     print(f"wrote {args.out}")
     return 0 if x["sampled_s"] < TARGET_S else 1
