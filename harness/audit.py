@@ -781,26 +781,26 @@ def audit_cached(
     """:meth:`AuditReport.summary` of the dataset, computed once per data lock.
 
     The cache key is the lock file's sha256 (exactly which data), the rules and the fraction; the
-    cache lives beside the lock (``<lock dir>/.pgolf-audit/``). Without a lock file, the key is the
-    shards' names, sizes and modification times, cached in the dataset folder. A cache that cannot
-    be written is not an error: the audit is simply run again next time.
+    cache lives beside the lock (``<lock dir>/.pgolf-audit/``, where `pgolf fetch` keeps its own
+    state). Without a lock file nothing is cached: the audit runs each time, and nothing is written
+    into a data folder the harness did not fetch. A cache that cannot be written is not an error.
     """
     import hashlib
     import json
 
     from harness.fetch import lock_digest
 
-    dataset_dir = Path(dataset_dir)
-    if lock_path is not None:
-        data_key = lock_digest(lock_path)
-        cache_dir = lock_path.parent / rules.cache_dir
-    else:
-        files = list_dataset(dataset_dir)
-        listing = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (*files.train, *files.val)]
-        data_key = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-        cache_dir = dataset_dir / rules.cache_dir
+    if lock_path is None:
+        report = audit(dataset_dir, fraction=fraction, workers=workers, progress=progress, rules=rules)
+        return {
+            **report.summary(),
+            "data_key": None,
+            "elapsed_s": round(report.elapsed_s, 3),
+            "cached": False,
+        }
+    data_key = lock_digest(lock_path)
     key = hashlib.sha256(json.dumps([data_key, asdict(rules), fraction]).encode()).hexdigest()[:32]
-    cache = cache_dir / f"{key}.json"
+    cache = lock_path.parent / rules.cache_dir / f"{key}.json"
     try:
         cached = json.loads(cache.read_text("utf-8"))
         if isinstance(cached, dict) and cached.get("data_key") == data_key:
@@ -810,7 +810,7 @@ def audit_cached(
     report = audit(dataset_dir, fraction=fraction, workers=workers, progress=progress, rules=rules)
     summary = {**report.summary(), "data_key": data_key, "elapsed_s": round(report.elapsed_s, 3)}
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         tmp.replace(cache)

@@ -374,3 +374,24 @@ def test_run_records_the_audit_once_per_dataset_and_package_shows_it(tmp_path: P
     assert "contaminated: 1 of 2 validation documents found in 1 train shard(s)" in readme
     assert "| 0 | 385 | 100.0% | fineweb_train_000000.bin | 1,002 |" in readme
     assert json.loads((dest / "submission.json").read_text())["data_audit"]["verdict"] == "contaminated"
+
+
+def test_the_cache_is_keyed_by_the_lock_and_nothing_is_written_into_an_unfetched_data_folder(
+    tmp_path: Path,
+) -> None:
+    folder = synthetic_dataset(tmp_path / "datasets" / "mine", seed=7)
+    before = sorted(p.name for p in folder.iterdir())
+    unlocked = A.audit_cached(folder, None, fraction=1.0)
+    assert (unlocked["verdict"], unlocked["cached"], unlocked["data_key"]) == ("clean", False, None)
+    assert sorted(p.name for p in folder.iterdir()) == before  # no cache in a folder pgolf did not fetch
+
+    lock = tmp_path / "mine.lock.json"
+    lock.write_text('{"files": []}\n')
+    first = A.audit_cached(folder, lock, fraction=1.0)
+    second = A.audit_cached(folder, lock, fraction=1.0)
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert len(list((tmp_path / AUDIT_RULES.cache_dir).glob("*.json"))) == 1
+    # Other data (another lock) is audited afresh, and so is another fraction.
+    lock.write_text('{"files": [], "revision": "other"}\n')
+    assert A.audit_cached(folder, lock, fraction=1.0)["cached"] is False
+    assert A.audit_cached(folder, lock, fraction=0.5)["cached"] is False
