@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from harness.errors import PgolfError
 from harness.rules import AUDIT_RULES, RULES, AuditRules
-from harness.shards import ShardError, list_dataset, read_shard
+from harness.shards import ShardError, list_dataset, read_header, read_shard
 
 Verdict = Literal["clean", "contaminated"]
 Mode = Literal["full", "sampled"]
@@ -675,7 +675,7 @@ def audit(
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise PgolfError(f"sample fraction {fraction}: expected a number in (0, 1]")
     n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    with _Progress(progress, sum(p.stat().st_size for p in files.train) // 2) as bar:
+    with _Progress(progress, sum(read_header(p) for p in files.train)) as bar:
         val = read_val(files.val)
         bar.note(f"indexing {len(val):,} validation tokens ({rules.ngram}-token n-grams)")
         index = build_index(val, rules.ngram)

@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         ("largest coverage of any document", f"{report.max_coverage:.1%}"),
         (
             f"P(detect {d.contamination:.1%} copied)",
-            f"{d.probability:.4%} (worst case: {d.copied_docs} shortest documents)",
+            f"{d.probability:.4%} (worst case: the {d.copied_docs:,} document(s) with fewest seeds)",
         ),
         ("positions hashed", f"{report.positions_hashed:,}"),
         ("time", f"{report.elapsed_s:.1f} s on {report.workers} process(es)"),
