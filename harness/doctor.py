@@ -85,6 +85,8 @@ class DataFacts:
     needs_sidecar: bool = False
     problems: list[str] = field(default_factory=list)
     verified_against_lock: bool = False
+    # Differences from the variant's canonical facts (harness/variants.py CANONICAL).
+    canonical_mismatches: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -438,6 +440,8 @@ def evaluate(f: Facts) -> list[Check]:
                 else "headers valid"
             )
             add(Check("data", "pass", f"{data.variant}: {counts} shards ({how})"))
+        if data.canonical_mismatches:
+            add(Check("data facts", "warn", f"{data.variant}: {'; '.join(data.canonical_mismatches)}"))
     return checks
 
 
@@ -530,7 +534,7 @@ def _gather_python_packages(f: Facts) -> None:
 
 def _gather_data(data_dir: Path, variant_name: str) -> DataFacts:
     from harness.shards import ShardError, list_dataset, read_header, sidecar_name
-    from harness.variants import get_variant
+    from harness.variants import check_canonical, get_variant
 
     variant = get_variant(variant_name)
     dataset_dir = data_dir / "datasets" / variant.dataset
@@ -551,6 +555,7 @@ def _gather_data(data_dir: Path, variant_name: str) -> DataFacts:
             d.problems.append(str(exc).replace(str(dataset_dir) + "/", ""))
     if not files.val:
         d.problems.append("no validation shards")
+    d.canonical_mismatches = check_canonical(variant.name, dataset_dir)
     if variant.sidecar:
         names = {p.name for p in files.val_bytes}
         missing = [sidecar_name(p.name) for p in files.val if sidecar_name(p.name) not in names]

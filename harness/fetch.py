@@ -45,7 +45,7 @@ from harness import __version__
 from harness.errors import PgolfError
 from harness.rules import RULES
 from harness.shards import ShardError, read_header, shard_kind, sidecar_name, validate_shard
-from harness.variants import Variant, get_variant
+from harness.variants import Variant, check_canonical, get_variant
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_TYPE = "dataset"
@@ -114,6 +114,8 @@ class FetchResult:
     repaired_files: int = 0
     offline: bool = False
     elapsed_s: float = 0.0
+    # Where the data differs from the variant's canonical facts (harness/variants.py CANONICAL).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -796,6 +798,9 @@ def _fetch_online(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetch
         reused_files=len(files) - fx.stats.downloaded_files,
         repaired_files=fx.stats.repaired_files,
         elapsed_s=time.monotonic() - start,
+        warnings=check_canonical(
+            variant.name, data_dir / "datasets" / variant.dataset, opts.train_shards is None
+        ),
     )
 
 
@@ -968,4 +973,7 @@ def verify_offline(opts: FetchOptions, variant: Variant, data_dir: Path) -> Fetc
         reused_files=len(entries),
         offline=True,
         elapsed_s=time.monotonic() - start,
+        warnings=check_canonical(
+            variant.name, data_dir / "datasets" / variant.dataset, opts.train_shards is None
+        ),
     )

@@ -401,6 +401,25 @@ def _export_note(export_s: Any) -> str:
     return f" (+{export_s:.1f} export)" if isinstance(export_s, (int, float)) else ""
 
 
+def data_audit_text(summary: Mapping[str, Any] | None) -> str:
+    """The README's data provenance paragraph (harness/audit.py)."""
+    if summary is None:
+        return "Not audited: the run recorded no data audit (no train or no validation shards, or an older pgolf)."
+    from harness.audit import describe
+
+    text = f"**{_md(describe(dict(summary)))}**."
+    first = summary.get("first_found") or []
+    if first:
+        text += (
+            "\n\n| val doc | n-grams | coverage | train shard | offset |\n| ---: | ---: | ---: | --- | ---: |\n"
+            + "\n".join(
+                f"| {h['doc']} | {h['ngrams']:,} | {h['coverage']:.1%} | {_md(h['train_shard'])} | {h['train_offset']:,} |"
+                for h in first
+            )
+        )
+    return text
+
+
 def render_readme(sub: Mapping[str, Any], template: str) -> str:
     rows = [sub["seed_results"][str(s)] for s in sub["seeds"]]
     seed_rows = "\n".join(
@@ -491,6 +510,7 @@ def render_readme(sub: Mapping[str, Any], template: str) -> str:
         "isolation_violations": violations,
         "compliance_rows": comp_rows,
         "compliance_verdict": sub["compliance"]["verdict"],
+        "data_audit": data_audit_text(sub.get("data_audit")),
         "plot_file": PLOT_FILE,
         "fingerprint_rows": fp_rows,
         "code_section": code_section,
@@ -895,6 +915,7 @@ def package_run(
         "statistics": st,
         "compliance": compliance,
         "isolation": weakest_isolation(included),
+        "data_audit": first.get("data_audit"),
         "fingerprint": first["fingerprint"],
         "code": {
             "packed": pack_code,

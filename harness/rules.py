@@ -207,3 +207,33 @@ SIGNIFICANCE_POLICIES: dict[str, SignificancePolicy] = {
     p.name: p for p in (README_SIGNIFICANCE, MAINTAINERS_SIGNIFICANCE)
 }
 CHECK_POLICY = CheckPolicy()
+
+
+@dataclass(frozen=True)
+class AuditRules:
+    """Data provenance (``pgolf audit``, harness/audit.py): when training data holds validation text.
+
+    ``ngram``: tokens per hashed n-gram. Measured on the clean proxy corpus (benchmarks/audit_bench.py,
+    tests/test_audit.py): documentation repeats whole paragraphs between pages, so the largest share of
+    any clean validation document found in the train split is 64% with 8-token n-grams, 51% with 12 and
+    45.6% with 16 (~45 characters of English); longer n-grams gain little (39% at 32) and cost detection. ``doc_found_coverage``: a document counts as found when at least this
+    fraction of its n-grams occur in the train data (one shared line of boilerplate does not).
+    ``min_doc_ngrams``: shorter documents are not judged. ``contaminated_min_docs``: found documents
+    that make the verdict ``contaminated``. ``design_contamination`` / ``target_detection``: the
+    sampled mode's default fraction is the smallest one that finds a copy of that fraction of the
+    judged documents (the shortest ones, the worst case) with that probability. ``run_mode``: what
+    `pgolf run` does before training (once per data lock, cached in ``cache_dir`` beside the lock).
+    """
+
+    ngram: int = 16
+    doc_found_coverage: float = 0.8
+    min_doc_ngrams: int = 32
+    contaminated_min_docs: int = 1
+    design_contamination: float = 0.001
+    target_detection: float = 0.999
+    first_found_reported: int = 10
+    run_mode: str = "sampled"
+    cache_dir: str = ".pgolf-audit"
+
+
+AUDIT_RULES = AuditRules()

@@ -143,6 +143,7 @@ class RunConfig:
     keep_going: bool = False  # run every seed even after the same setup crash twice
     status_line: bool = True
     tensorboard_dir: Path | None = None
+    data_audit: dict[str, Any] | None = None  # harness/audit.py: overlap of train and val, per dataset
 
 
 def now_iso() -> str:
@@ -670,6 +671,7 @@ class SeedRunner:
             "verdicts": [],
             "isolation": Walls.of(self.level).as_dict(),
             "fingerprint": self.fp,
+            "data_audit": self.cfg.data_audit,
             "claimed": {},
             "started_at": self.started_at,
             "finished_at": None,
@@ -857,7 +859,9 @@ class SeedRunner:
         return None
 
     def exit_reason(self, phase: str, out: PhaseOutcome) -> str:
-        return crash.crash_reason(phase, out.tail, out.returncode, self.memory.get(phase), self.staged_paths())
+        return crash.crash_reason(
+            phase, out.tail, out.returncode, self.memory.get(phase), self.staged_paths()
+        )
 
     def staged_paths(self) -> dict[str, str]:
         """Where a phase saw its data (sandbox mount, unsandboxed staging) -> the real folder."""
@@ -1168,6 +1172,16 @@ def check_inputs(cfg: RunConfig) -> None:
             raise RunError(f"--env {k}=...: not a valid environment variable name")
 
 
+def audit_before_training(cfg: RunConfig, lock: Path | None) -> dict[str, Any] | None:
+    """Does the training data hold validation text? Once per data lock (cached), noted, recorded."""
+    from harness.audit import audit_for_run, describe
+
+    summary = audit_for_run(cfg.data_dir, lock, progress=cfg.echo)
+    if summary is not None and cfg.echo:
+        print(f"pgolf run: data audit: {describe(summary)}", file=sys.stderr, flush=True)
+    return summary
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run every seed; returns run.json's content. Ctrl-C keeps what finished and re-raises."""
     cfg.submission_dir = cfg.submission_dir.resolve()
@@ -1213,6 +1227,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     lock = find_lock(cfg.data_dir)
     lock_sha = file_sha256(lock) if lock is not None else None
     fp = fingerprint(code_sha256=code_digest(files), lock_sha256=lock_sha)
+    cfg.data_audit = audit_before_training(cfg, lock)
     dataset = list_dataset(cfg.data_dir)
     prior: dict[str, Any] = {}
     rp = run_dir / RUN_FILE
@@ -1248,6 +1263,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "val_bytes_files": len(dataset.val_bytes),
             "lock_file": str(lock) if lock else None,
             "lock_sha256": lock_sha,
+            "audit": cfg.data_audit,
         },
         "env": dict(cfg.extra_env),
         "command": list(cfg.command),

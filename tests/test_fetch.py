@@ -676,3 +676,16 @@ def test_git_blob_id_matches_git_itself(tmp_path):
     assert hash_file(f, git=True)[1] == expected
     assert git_blob_oid(f.read_bytes()) == expected
     assert hash_file(f)[0] == sha256(f.read_bytes())
+
+
+def test_fetch_warns_with_the_numbers_when_the_data_is_not_the_canonical_set(
+    hub, tmp_path, capsys, monkeypatch
+):
+    """The fake CaseOps repo holds the proxy corpus: 2 train shards and 63 val documents."""
+    code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, tmp_path / "data")
+    assert code == 0, err
+    assert "pgolf fetch: warning: 2 train shards, the canonical caseops set has 80" in err
+    assert "63 val documents, the canonical caseops validation has 50,000" in err
+    # A chosen subset of train shards is not a mismatch; the validation split still is.
+    code, _, err = pgolf_fetch(capsys, monkeypatch, hub.endpoint, tmp_path / "sub", "--train-shards", "1")
+    assert code == 0 and "train shards" not in err and "val documents" in err

@@ -12,7 +12,18 @@ import sys
 NOT_BUILT_EXIT = 2
 
 # Order shown in --help: the order a competitor uses them in.
-COMMAND_MODULES = ("doctor", "fetch", "run", "launch", "gather", "rehearse", "package", "stats", "check")
+COMMAND_MODULES = (
+    "doctor",
+    "fetch",
+    "audit",
+    "run",
+    "launch",
+    "gather",
+    "rehearse",
+    "package",
+    "stats",
+    "check",
+)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from harness.commands import HelpFormatter
@@ -84,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     result = fetch(opts)
+    for warning in result.warnings:
+        print(f"pgolf fetch: warning: {warning}", file=sys.stderr)
     if result.offline:
         print(
             f"pgolf fetch: offline: verified {len(result.files)} files against {result.lock_path} "

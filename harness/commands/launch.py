@@ -50,7 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="where the task and the pods' runs go (default runs/pods-<name>)",
     )
-    p.add_argument("--run", action="store_true", help="run the sky commands now (needs the sky CLI: pipx install 'skypilot[runpod]')")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="run the sky commands now (needs the sky CLI: pipx install 'skypilot[runpod]')",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
