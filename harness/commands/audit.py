@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--sampled",
         action="store_true",
         help=f"hash a sample of train positions, sized to find {r.design_contamination * 100:.1f}%% of the val "
-        f"documents copied with probability {r.target_detection * 100:.1f}%% (default: every position)",
+        f"documents copied with probability {r.target_detection * 100:.1f}%% (without it: every position)",
     )
     mode.add_argument(
         "--sample-fraction", type=_fraction, default=None, metavar="F", help="hash this fraction of positions"
