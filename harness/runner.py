@@ -46,6 +46,7 @@ from harness.protocol import (
     ENV_PHASE,
     ENV_RESULT_PATH,
     ENV_RUN_ID,
+    ENV_SCORE_SOCKET,
     ENV_SEED,
     ENV_TOKENIZER_PATH,
     EV_ARTIFACT,
@@ -54,6 +55,7 @@ from harness.protocol import (
     EV_STEP,
     EV_TRAIN_END,
     EV_TRAIN_START,
+    EVAL_PROTOCOLS,
     PHASE_EVAL,
     PHASE_TRAIN,
     RESULT_KEYS,
@@ -72,8 +74,11 @@ from harness.results import (
     write_result,
 )
 from harness.rules import RULES
+from harness.scoring.session import ScoringReport, WitnessedEval
+from harness.scoring.valset import ValSet, ValSetError, load_valset
 from harness.shards import ShardError, list_dataset
 
+PHASE_AUDIT = "eval_audit"  # protocol v2: the causality replay, a fresh eval process
 STAGE_DIR = ".stage"  # per-seed scratch inside RUN_DIR (same file system: hard links work)
 DEFAULT_SETUP_ALLOWANCE_S = 300.0  # imports, compile, data loading before the trainer's first mark
 COMPLETE_STATUSES = ("ok", "failed")  # what --resume keeps
@@ -131,6 +136,8 @@ class RunConfig:
     echo: bool = True
     command: list[str] = field(default_factory=list)
     legacy_final_pattern: str | None = None
+    eval_protocol: str = "v2"  # native only: v2 witnessed scoring, v1 RESULT_PATH (self-reported)
+    val_token_limit: int = 0  # v2: score only this many targets (rehearsals and tests)
 
 
 def now_iso() -> str:
@@ -281,11 +288,14 @@ class SeedRunner:
         self.phase_start = 0.0
         self.limit = 0.0
         self.started_at = now_iso()
+        self.valset: ValSet | None = None  # protocol v2: read once per run by run()
 
     # -- events and progress
     def on_event(self, t: float, phase: str, ev: dict[str, Any]) -> str | None:
         w = self.witness
         name = ev.get("event")
+        if self.phase == PHASE_AUDIT:  # the replay's own marks and claims are not the eval's
+            return None
         if name == EV_TRAIN_START and w.train_start is None:
             w.train_start = t
         elif name == EV_TRAIN_END:
@@ -329,7 +339,15 @@ class SeedRunner:
 
     # -- phases
     def _phase(
-        self, phase: str, *, cmd_prefix: list[str], env: dict[str, str], cwd: Path, limit: float, log: TextIO
+        self,
+        phase: str,
+        *,
+        cmd_prefix: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        limit: float,
+        log: TextIO,
+        nproc: int | None = None,
     ) -> PhaseOutcome:
         self.phase, self.limit = phase, limit
         self.phase_start = self.clock.now()
@@ -342,7 +360,7 @@ class SeedRunner:
             # Single node: never resolve the hostname (it does not resolve in a
             # `docker run --network none` container, and the rendezvous hangs).
             "--local-addr=127.0.0.1",
-            f"--nproc_per_node={self.cfg.nproc}",
+            f"--nproc_per_node={nproc or self.cfg.nproc}",
             RULES.code_filename,
         ]
         log.write(f"[pgolf] seed {self.seed} phase {phase}: {' '.join(cmd)}\n")
@@ -424,6 +442,8 @@ class SeedRunner:
             "reason": None,
             "rehearsal": self.cfg.rehearsal,
             "protocol": self.cfg.protocol,
+            "score_source": "self-reported",
+            "scoring": None,
             "policy": self.cfg.policy,
             "nproc": self.cfg.nproc,
             "limits": lim,
@@ -518,8 +538,9 @@ class SeedRunner:
 
         # ---- eval
         hashes = tree_hashes(art)
+        witnessed = cfg.eval_protocol == "v2"
         staged_eval = self.stage / "eval_data"
-        stage_files(eval_files, staged_eval)
+        stage_files([] if witnessed else eval_files, staged_eval)  # v2: no val file reaches eval
         artifact_ro = self.stage / "artifact_ro"
         readonly_copy(art, artifact_ro)
         deny = [*train_files, *staged_train.iterdir()]
@@ -537,14 +558,18 @@ class SeedRunner:
                 ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s),
             }
         )
-        ev = self._phase(
-            PHASE_EVAL,
-            cmd_prefix=iso_e.prefix,
-            env=env,
-            cwd=self.work_dir("eval_work"),
-            limit=lim.eval_time_limit_s,
-            log=log,
-        )
+        report: ScoringReport | None = None
+        if witnessed:
+            ev, report = self.eval_witnessed(env, iso_e.prefix, result_path, log)
+        else:
+            ev = self._phase(
+                PHASE_EVAL,
+                cmd_prefix=iso_e.prefix,
+                env=env,
+                cwd=self.work_dir("eval_work"),
+                limit=lim.eval_time_limit_s,
+                log=log,
+            )
         result["eval_phase_wall_s"] = round(ev.wall_s, 3)
         eval_refused = read_guard_log(iso_e.guard_log)
         violations += [f"eval: {_describe(v)}" for v in eval_refused]
@@ -558,12 +583,20 @@ class SeedRunner:
             result["eval_time_s"] = result["eval_phase_wall_s"]
         crash = self.crash_reason(PHASE_EVAL, ev, lim.eval_time_limit_s, eval_refused)
         metrics: dict[str, Any] | None = None
-        if crash is None:
+        if report is not None:
+            apply_scoring(result, report)
+            if result_path.exists():
+                shutil.copy2(result_path, self.sd / "eval_result.json")
+        elif crash is None:
             metrics, crash = read_metrics(result_path)
         if metrics is not None:
             result.update({k: metrics[k] for k in RESULT_KEYS})
             shutil.copy2(result_path, self.sd / "eval_result.json")
         result["verdicts"] = self.verdicts(result, train_refused, eval_refused, changed)
+        if report is not None:
+            result["verdicts"] += report.verdicts
+            if report.protocol_broken:  # the break, not the crash it causes, is the reason
+                crash = None
         if crash is not None:
             result["status"], result["reason"] = "crashed", crash
             return
@@ -573,6 +606,44 @@ class SeedRunner:
             result["reason"] = "; ".join(f"{v['rule']}: {v['detail']}" for v in failed)
         else:
             result["status"], result["reason"] = "ok", None
+
+    def eval_witnessed(
+        self, env: dict[str, str], cmd_prefix: list[str], result_path: Path, log: TextIO
+    ) -> tuple[PhaseOutcome, ScoringReport]:
+        """Protocol v2: the eval ranks get the val stream only through the scoring channel; then a
+        fresh process replays some ranks' first segments (causality audit)."""
+        assert self.valset is not None
+        lim = self.cfg.limits
+        env = {k: v for k, v in env.items() if k != ENV_DATA_PATH}
+        witness = WitnessedEval(self.valset, self.cfg.nproc)
+        with witness.main_pass() as channel:
+            ev = self._phase(
+                PHASE_EVAL,
+                cmd_prefix=cmd_prefix,
+                env={**env, **channel},
+                cwd=self.work_dir("eval_work"),
+                limit=lim.eval_time_limit_s,
+                log=log,
+            )
+        replay_failure = None
+        plans = witness.replay_plans() if ev.returncode == 0 and not ev.killed else []
+        if plans:
+            replay_env = {**env, ENV_RESULT_PATH: str(self.stage / "replay_result.json")}
+            with witness.replay(plans) as channel:
+                audit = self._phase(
+                    PHASE_AUDIT,
+                    cmd_prefix=cmd_prefix,
+                    env={**replay_env, **channel},
+                    cwd=self.work_dir("audit_work"),
+                    limit=lim.eval_time_limit_s,
+                    log=log,
+                    nproc=len(plans),
+                )
+            if audit.returncode != 0 or audit.killed:
+                replay_failure = self.exit_reason(PHASE_AUDIT, audit, [])
+        claimed, _ = read_metrics(result_path)
+        claim = claimed or self.witness.claimed.get("eval_end") or {}
+        return ev, witness.report(claim, replay_failure)
 
     def crash_reason(
         self, phase: str, out: PhaseOutcome, limit: float, refused: list[dict[str, str]]
@@ -780,6 +851,7 @@ class SeedRunner:
         if facts.model_bytes is not None:
             claimed["model_bytes"] = facts.model_bytes.value
         result["claimed"] = claimed
+        result["score_source"] = "self-reported"
         # Only the whole process is witnessed: an upper bound on training; the trainer's own
         # figures stay under "claimed".
         result["train_time_s"] = wall
@@ -842,6 +914,14 @@ class SeedRunner:
             result["status"], result["reason"] = "failed", "a limit failed"
         else:
             result["status"], result["reason"] = "ok", None
+
+
+def apply_scoring(result: dict[str, Any], report: ScoringReport) -> None:
+    """The harness's own score (None unless every target was scored) and the scoring evidence."""
+    result["score_source"] = "witnessed"
+    result["scoring"] = report.evidence
+    if report.score is not None:
+        result.update(report.score.as_dict())
 
 
 def _nonfinite(x: Any) -> bool:
@@ -938,6 +1018,8 @@ def check_inputs(cfg: RunConfig) -> None:
         )
     if not entry.is_file():
         raise RunError(f"{entry}: not found, expected the submission's {RULES.code_filename}")
+    if cfg.eval_protocol not in EVAL_PROTOCOLS:
+        raise RunError(f"--eval-protocol {cfg.eval_protocol}: expected one of {', '.join(EVAL_PROTOCOLS)}")
     if cfg.nproc < 1:
         raise RunError(f"--nproc {cfg.nproc}: expected at least 1")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
@@ -1002,6 +1084,12 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     lock_sha = file_sha256(lock) if lock is not None else None
     fp = fingerprint(code_sha256=code_digest(files), lock_sha256=lock_sha)
     dataset = list_dataset(cfg.data_dir)
+    valset = None
+    if cfg.protocol == "native" and cfg.eval_protocol == "v2":
+        try:
+            valset = load_valset(cfg.data_dir, cfg.tokenizer_path, lock, cfg.val_token_limit)
+        except ValSetError as exc:
+            raise RunError(str(exc)) from None
     prior: dict[str, Any] = {}
     rp = run_dir / RUN_FILE
     if rp.exists():
@@ -1015,6 +1103,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "status": "running",
         "rehearsal": cfg.rehearsal,
         "protocol": cfg.protocol,
+        "eval_protocol": cfg.eval_protocol if cfg.protocol == "native" else None,
         "policy": cfg.policy,
         "nproc": cfg.nproc,
         "device": resolve_device(cfg, fp),
@@ -1065,6 +1154,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 what = "one process (legacy)" if cfg.protocol == "legacy" else "train then eval"
                 live.note(f"seed {seed} ({i}/{len(cfg.seeds)}): {what}, {cfg.nproc} process(es)")
                 sr = SeedRunner(cfg, run_dir, seed, i, live, fp)
+                sr.valset = valset
                 try:
                     result = sr.run()
                 except KeyboardInterrupt:

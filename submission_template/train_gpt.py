@@ -4,8 +4,10 @@ quantized artifact, evaluate the artifact in bits per byte.
 
 Run modes (the pgolf native protocol, DESIGN §4):
   PGOLF_PHASE=train  DATA_PATH holds only fineweb_train_*.bin; writes ARTIFACT_DIR/model.pgq.
-  PGOLF_PHASE=eval   DATA_PATH holds only fineweb_val_*.bin (+ fineweb_val_bytes_*.bin sidecars);
-                     reads ARTIFACT_DIR (nothing else), writes RESULT_PATH.
+  PGOLF_PHASE=eval   reads ARTIFACT_DIR (nothing else). Protocol v2 (PGOLF_SCORE_SOCKET set): val
+                     segments come from the harness, which computes the score; v1: DATA_PATH holds
+                     only fineweb_val_*.bin (+ fineweb_val_bytes_*.bin sidecars). Writes its own
+                     figures to RESULT_PATH when set (in v2, a claim the harness compares).
   (unset)            standalone: train, export, then evaluate the export in one process.
 Launch with `torchrun --standalone --nproc_per_node=N train_gpt.py` or plain `python train_gpt.py`.
 NCCL on GPUs, gloo on CPU.
@@ -64,6 +66,7 @@ PHASE_EVAL = "eval"
 EVENT_PREFIX = ":::PGOLF "
 EV_TRAIN_START, EV_STEP, EV_VAL, EV_TRAIN_END = "train_start", "step", "val", "train_end"
 EV_ARTIFACT, EV_EVAL_START, EV_EVAL_END = "artifact", "eval_start", "eval_end"
+ENV_SCORE_SOCKET = "PGOLF_SCORE_SOCKET"  # eval protocol v2: the harness serves the val segments
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_INTS = 20240520, 1, 256
 ARTIFACT_NAME = "model.pgq"
 PROCESS_T0 = time.perf_counter()  # BUDGET_FROM=process counts from here
@@ -154,6 +157,7 @@ class Hyperparameters:
         # runtime
         self.COMPILE = _env("COMPILE", cuda, bool)
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
+        self.EVAL_MODE = _env("EVAL_MODE", "flat")  # the scorer make_scorer builds
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
         self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
@@ -647,6 +651,12 @@ class GPT(nn.Module):
         """Mean next-token loss (nats)."""
         z = self.logits(self.hidden(idx))
         return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))
+
+    def nll_and_logits(self, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token NLL (nats) and the logits it came from (B, T, vocab)."""
+        z = self.logits(self.hidden(idx))
+        nll = F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1), reduction="none")
+        return nll.view(targets.shape), z
 
     def token_nll(self, idx: Tensor, targets: Tensor) -> Tensor:
         z = self.logits(self.hidden(idx))
@@ -1393,50 +1403,256 @@ def load_model_from_artifact(path: str, hp: Hyperparameters, rt: Runtime) -> GPT
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluation: every val token scored once, in fixed groups of sequences that do not depend on the
-# world size, per-sequence sums in float64 summed in sequence order -> identical across ranks.
+# Evaluation: segments of the val stream, scored one at a time (pgolf eval protocol v2).
+# Under `pgolf run` the harness owns the val set and the metric: ranks get segments through the
+# Unix socket PGOLF_SCORE_SOCKET and return one NLL per target; the next segment comes only after
+# the last was committed. Standalone and v1 (RESULT_PATH) run the same loop over the same
+# segments cut here from the val shards, so this file's own number equals the witnessed one.
+# Wire format (harness/scoring/frames.py): uint32 LE header length, JSON header (its "arrays":
+# [[dtype, shape], ...]), then the raw little-endian arrays; <u2 tokens/bytes, <f4 scores.
+
+
+class Segment:
+    """One segment to score: ``tokens`` (uint16) are ``context`` tokens already in the stream, then
+    the ``n_targets`` targets (its last n_targets positions); ``target_bytes`` (uint16, one per
+    target) their bytes of the original text; ``index`` its number on this rank; ``start`` the
+    stream position of its first target."""
+
+    __slots__ = ("tokens", "n_targets", "target_bytes", "index", "start")
+
+    def __init__(self, tokens, n_targets: int, target_bytes=None, index: int = 0, start: int = 0) -> None:
+        self.tokens, self.n_targets, self.target_bytes = tokens, int(n_targets), target_bytes
+        self.index, self.start = int(index), int(start)
+
+    @property
+    def context(self) -> int:
+        return len(self.tokens) - self.n_targets
+
+
+def send_frame(sock, header: dict, *arrays: np.ndarray) -> None:
+    arrays = tuple(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")) for a in arrays)
+    specs = [[a.dtype.str, list(a.shape)] for a in arrays]
+    raw = json.dumps({**header, "arrays": specs}, separators=(",", ":")).encode()
+    sock.sendall(struct.pack("<I", len(raw)) + raw)
+    for a in arrays:
+        if a.nbytes:
+            sock.sendall(memoryview(a).cast("B"))
+
+
+def _recv_into(sock, buf: memoryview) -> None:
+    got = 0
+    while got < len(buf):
+        n = sock.recv_into(buf[got:])
+        if n == 0:
+            raise TrainerError("scoring channel: the harness closed the connection")
+        got += n
+
+
+def recv_frame(sock) -> tuple[dict, list]:
+    head = bytearray(4)
+    _recv_into(sock, memoryview(head))
+    raw = bytearray(struct.unpack("<I", head)[0])
+    _recv_into(sock, memoryview(raw))
+    header = json.loads(raw.decode())
+    arrays = []
+    for dtype, shape in header.pop("arrays", []):
+        if dtype not in ("<u2", "<f4"):
+            raise TrainerError(f"scoring channel: unexpected array dtype {dtype!r}")
+        a = np.empty(shape, dtype=dtype)
+        if a.nbytes:
+            _recv_into(sock, memoryview(a).cast("B"))
+        arrays.append(a)
+    if header.get("op") == "error":
+        raise TrainerError(f"scoring channel: the harness refused: {header.get('message')}")
+    return header, arrays
+
+
+class ScoreClient:
+    """This rank's end of the harness's scoring channel."""
+
+    def __init__(self, path: str, rank: int, world: int) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            raise TrainerError(f"{ENV_SCORE_SOCKET}={path}: cannot connect ({e.strerror})") from None
+        send_frame(self.sock, {"op": "hello", "rank": rank, "world": world})
+        self.welcome, _ = recv_frame(self.sock)
+
+    def next(self, max_targets: int, context: int) -> Segment | None:
+        send_frame(self.sock, {"op": "next", "max_targets": int(max_targets), "context": int(context)})
+        h, arrs = recv_frame(self.sock)
+        if h["op"] == "done":
+            return None
+        return Segment(arrs[0], h["n_targets"], arrs[1], h["index"], h["start"])
+
+    def submit(self, seg: Segment, nll: np.ndarray, logprobs) -> None:
+        """Return the NLLs; answer an audit with logprobs(target_indices); wait for the commit."""
+        send_frame(self.sock, {"op": "nll", "index": seg.index}, np.asarray(nll, dtype="<f4"))
+        h, _ = recv_frame(self.sock)
+        if h["op"] == "audit":
+            lp = np.asarray(logprobs(h["targets"]), dtype="<f4")
+            send_frame(self.sock, {"op": "logprobs", "index": seg.index}, lp)
+            h, _ = recv_frame(self.sock)
+        if h["op"] != "committed" or h.get("index") != seg.index:
+            raise TrainerError(f"scoring channel: expected the commit of segment {seg.index}, got {h}")
+
+    def close(self) -> None:
+        try:
+            send_frame(self.sock, {"op": "bye"})
+        finally:
+            self.sock.close()
+
+
+def rank_ranges(doc_starts: np.ndarray, n_positions: int, world: int) -> list[tuple[int, int]]:
+    """Mirror of harness/scoring/plan.py: contiguous target ranges [a, b) covering [1, n), cut at the
+    document start nearest to each equal split (ties: the earlier)."""
+    bounds = [1]
+    for i in range(1, world):
+        ideal = 1 + i * (n_positions - 1) // world
+        j = int(np.searchsorted(doc_starts, ideal))
+        below = int(doc_starts[j - 1]) if j > 0 else None
+        above = int(doc_starts[j]) if j < doc_starts.size else None
+        if below is None and above is None:
+            b = n_positions
+        elif below is None or (above is not None and above - ideal < ideal - below):
+            b = above
+        else:
+            b = below
+        bounds.append(max(bounds[-1], b))
+    bounds.append(n_positions)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def segment_end(doc_starts: np.ndarray, pos: int, end: int, max_targets: int) -> int:
+    """Mirror of harness/scoring/plan.py: whole documents up to max_targets (a longer one is cut)."""
+    limit = min(end, pos + max_targets)
+    if limit == end:
+        return end
+    j = int(np.searchsorted(doc_starts, limit, side="right")) - 1
+    if j >= 0 and int(doc_starts[j]) > pos:
+        return int(doc_starts[j])
+    return limit
+
+
+class LocalSegments:
+    """Standalone / v1: the harness's segments, cut here from the val arrays (caps included)."""
+
+    MAX_SEGMENT_TARGETS, MAX_CONTEXT_TOKENS = 262_144, 8_192  # harness/rules.py ScoringRules
+
+    def __init__(self, tokens: np.ndarray, tok_bytes: np.ndarray, rank: int, world: int) -> None:
+        self.tokens = np.asarray(tokens, dtype=np.uint16)
+        self.bytes = np.asarray(tok_bytes, dtype=np.uint16)
+        starts = np.flatnonzero(self.tokens == 1)
+        self.doc_starts = starts[starts > 0]
+        self.pos, self.end = rank_ranges(self.doc_starts, len(self.tokens), world)[rank]
+        self.index = 0
+
+    def next(self, max_targets: int, context: int) -> Segment | None:
+        if self.pos >= self.end:
+            return None
+        start = self.pos
+        stop = segment_end(self.doc_starts, start, self.end, min(max_targets, self.MAX_SEGMENT_TARGETS))
+        c = min(max(1, context), self.MAX_CONTEXT_TOKENS, start)
+        seg = Segment(self.tokens[start - c : stop], stop - start, self.bytes[start:stop], self.index, start)
+        self.pos, self.index = stop, self.index + 1
+        return seg
+
+    def submit(self, seg: Segment, nll: np.ndarray, logprobs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FlatScorer:
+    """EVAL_MODE=flat: each segment in chunks of TRAIN_SEQ_LEN from its first target, every chunk
+    seeing only itself (and the one token before it). Batches of VAL_BATCH_TOKENS; a segment is at
+    most one batch, whose logits are kept until the next segment for the normalization audit."""
+
+    context = 1
+
+    def __init__(self, model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None) -> None:
+        self.model, self.rt, self.seq = model, rt, hp.TRAIN_SEQ_LEN
+        self.per_batch = max(1, hp.VAL_BATCH_TOKENS // self.seq)
+        self.max_targets = self.per_batch * self.seq
+        self.fwd = fwd or model.nll_and_logits
+        self.pad_batch = fwd is not None  # compiled: one shape for every batch
+        self.logits: list[Tensor] = []
+
+    @torch.no_grad()
+    def score(self, seg: Segment) -> np.ndarray:
+        self.model.eval()
+        self.logits = []
+        n, L = seg.n_targets, self.seq
+        ids = torch.from_numpy(seg.tokens[seg.context - 1 :].astype(np.int64))
+        chunks = -(-n // L)
+        x = torch.zeros(chunks * L, dtype=torch.int64)
+        y = torch.zeros(chunks * L, dtype=torch.int64)
+        x[:n], y[:n] = ids[:-1], ids[1:]
+        x, y = x.view(chunks, L), y.view(chunks, L)
+        out = []
+        for b in range(0, chunks, self.per_batch):
+            xb, yb = x[b : b + self.per_batch], y[b : b + self.per_batch]
+            rows = xb.size(0)
+            if self.pad_batch and rows < self.per_batch:
+                xb = torch.cat([xb, xb.new_zeros(self.per_batch - rows, L)])
+                yb = torch.cat([yb, yb.new_zeros(self.per_batch - rows, L)])
+            with self.rt.autocast():
+                nll, z = self.fwd(xb.to(self.rt.device), yb.to(self.rt.device))
+            out.append(nll[:rows].float().reshape(-1))
+            self.logits.append(z[:rows].reshape(rows * L, -1))
+        return torch.cat(out)[:n].cpu().numpy()
+
+    @torch.no_grad()
+    def logprobs(self, seg: Segment, target_indices) -> np.ndarray:
+        rows_per_batch = self.per_batch * self.seq
+        rows = [self.logits[i // rows_per_batch][i % rows_per_batch] for i in target_indices]
+        return torch.log_softmax(torch.stack(rows).float(), dim=-1).cpu().numpy()
+
+    def committed(self, seg: Segment) -> None:
+        pass
+
+
+def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None):
+    if hp.EVAL_MODE == "flat":
+        return FlatScorer(model, hp, rt, fwd)
+    raise TrainerError(f"EVAL_MODE={hp.EVAL_MODE!r}: expected flat")
+
+
+def score_stream(scorer, source, rt: Runtime) -> dict:
+    """The eval loop: next segment, score it, hand the NLLs over, learn from it once committed."""
+    sums, n_targets, n_bytes = [], 0, 0
+    while (seg := source.next(scorer.max_targets, scorer.context)) is not None:
+        nll = scorer.score(seg)
+        source.submit(seg, nll, functools.partial(scorer.logprobs, seg))
+        scorer.committed(seg)
+        sums.append(float(nll.astype(np.float64).sum()))
+        n_targets += seg.n_targets
+        n_bytes += int(seg.target_bytes.sum(dtype=np.int64))
+    source.close()
+    tot = torch.tensor([math.fsum(sums), n_targets, n_bytes], dtype=torch.float64)
+    if rt.distributed:
+        tot = tot.to(rt.device)
+        dist.all_reduce(tot)
+        tot = tot.cpu()
+    nll_sum, n_targets, n_bytes = float(tot[0]), int(tot[1]), int(tot[2])
+    return {
+        "val_loss": nll_sum / n_targets,
+        "val_bpb": nll_sum / math.log(2) / n_bytes,
+        "val_tokens": n_targets,
+        "val_bytes": n_bytes,
+    }
 
 
 def evaluate(
     model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime, fwd=None
 ):
-    seq = hp.TRAIN_SEQ_LEN
-    n_pred = len(tokens) - 1
-    starts = list(range(0, n_pred, seq))  # sequence s predicts tokens[s+1 : s+1+len]
-    per_group = max(1, hp.VAL_BATCH_TOKENS // seq)
-    groups = [starts[i : i + per_group] for i in range(0, len(starts), per_group)]
-    seq_nll = torch.zeros(len(starts), dtype=torch.float64)
-    fwd = fwd or model.token_nll
-    model.eval()
-    with torch.no_grad():
-        for gi in range(rt.rank, len(groups), rt.world):
-            g = groups[gi]
-            full = [s for s in g if s + seq <= n_pred]
-            parts = [full] + [[s] for s in g if s + seq > n_pred]  # a short tail sequence on its own
-            for part in parts:
-                if not part:
-                    continue
-                ln = min(seq, n_pred - part[0])
-                x = torch.from_numpy(np.stack([tokens[s : s + ln] for s in part])).to(rt.device)
-                y = torch.from_numpy(np.stack([tokens[s + 1 : s + 1 + ln] for s in part])).to(rt.device)
-                with rt.autocast():
-                    nll = fwd(x, y)
-                sums = nll.float().double().sum(dim=1).cpu()
-                for j, s in enumerate(part):
-                    seq_nll[s // seq] = sums[j]
-    if rt.distributed:  # each entry is non-zero on one rank only: the sum is exact
-        seq_nll = seq_nll.to(rt.device)
-        dist.all_reduce(seq_nll)
-        seq_nll = seq_nll.cpu()
-    nll_sum = math.fsum(seq_nll.tolist())
-    n_bytes = int(tok_bytes[1 : n_pred + 1].sum())
-    val_loss = nll_sum / n_pred
-    return {
-        "val_loss": val_loss,
-        "val_bpb": nll_sum / math.log(2) / n_bytes,
-        "val_tokens": n_pred,
-        "val_bytes": n_bytes,
-    }
+    """The val arrays scored through the segment loop, in this process."""
+    source = LocalSegments(tokens, tok_bytes, rt.rank, rt.world)
+    return score_stream(make_scorer(model, hp, rt, fwd), source, rt)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1670,10 +1886,17 @@ def phase_eval(hp: Hyperparameters, rt: Runtime) -> dict:
     rt.event(EV_EVAL_START)
     art = os.path.join(hp.ARTIFACT_DIR, ARTIFACT_NAME)
     model = load_model_from_artifact(art, hp, rt)
-    tokens, tok_bytes, source = load_validation(hp)
-    fwd = torch.compile(model.token_nll, dynamic=False) if hp.EVAL_COMPILE else None
-    res = evaluate(model, tokens, tok_bytes, hp, rt, fwd)
-    rt.log(f"eval: {res['val_tokens']:,d} tokens, {res['val_bytes']:,d} bytes (from {source})")
+    fwd = torch.compile(model.nll_and_logits, dynamic=False) if hp.EVAL_COMPILE else None
+    scorer = make_scorer(model, hp, rt, fwd)
+    socket_path = os.environ.get(ENV_SCORE_SOCKET, "")
+    if socket_path:  # protocol v2: tokens come from the harness, which computes the score itself
+        source, where = ScoreClient(socket_path, rt.rank, rt.world), "the harness's scoring channel"
+    else:
+        tokens, tok_bytes, bytes_from = load_validation(hp)
+        source = LocalSegments(tokens, tok_bytes, rt.rank, rt.world)
+        where = f"DATA_PATH (bytes from {bytes_from})"
+    res = score_stream(scorer, source, rt)
+    rt.log(f"eval[{hp.EVAL_MODE}]: {res['val_tokens']:,d} targets, {res['val_bytes']:,d} bytes from {where}")
     rt.log(f"final val_loss {res['val_loss']:.6f} val_bpb {res['val_bpb']:.6f}")
     rt.event(EV_EVAL_END, **res)
     if rt.master and hp.RESULT_PATH:

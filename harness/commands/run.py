@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.errors import PgolfError
 from harness.launch import DEFAULT_KILL_GRACE_S
+from harness.protocol import EVAL_PROTOCOLS
 from harness.results import RUN_FILE
 from harness.rules import RULES
 from harness.runner import DEFAULT_SETUP_ALLOWANCE_S, Limits, RunConfig, run
@@ -118,6 +119,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="strict: the whole phase wall time counts and any isolation attempt fails the seed",
     )
     p.add_argument("--protocol", choices=("native", "legacy"), default="native")
+    p.add_argument(
+        "--eval-protocol",
+        choices=EVAL_PROTOCOLS,
+        default="v2",
+        help="native: v2 the harness serves the val set and computes the score (witnessed); "
+        "v1 the eval phase reads val shards and writes RESULT_PATH (self-reported)",
+    )
+    p.add_argument(
+        "--val-token-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="v2: score only the first N targets (quick tests and rehearsals, never a record)",
+    )
     p.add_argument("--resume", action="store_true", help="keep seeds that already have a complete result")
     p.add_argument(
         "--legacy-final-pattern",
@@ -149,6 +164,8 @@ def main(args: argparse.Namespace) -> int:
         echo=not args.quiet,
         command=["pgolf", *sys.argv[1:]],
         legacy_final_pattern=args.legacy_final_pattern,
+        eval_protocol=args.eval_protocol,
+        val_token_limit=args.val_token_limit,
     )
     summary = run(cfg)
     print(f"pgolf run: {summary['status']}: {out / RUN_FILE}")

@@ -43,6 +43,7 @@ class ScoringReport:
     score: Score | None
     verdicts: list[dict[str, Any]]
     evidence: dict[str, Any] = field(default_factory=dict)
+    protocol_broken: bool = False  # a rank broke the protocol (its crash is the consequence)
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -221,13 +222,13 @@ class WitnessedEval:
                 "claimed_rtol": SCORING.claimed_rtol,
             },
         }
-        return ScoringReport(witnessed, verdicts, evidence)
+        return ScoringReport(witnessed, verdicts, evidence, bool(main.violations))
 
     def _causality(self, replay_failure: str | None) -> dict[str, Any]:
         tol, rp = SCORING.causality_atol_nats, self.replayed
         if rp is None:
             return _verdict(
-                "causality", "not-verifiable", None, tol, "no replay: the main pass did not score everything"
+                "causality", "not-verifiable", None, tol, "no replay ran: the main pass did not score every target, or no first segment had 2 targets"
             )
         if replay_failure is not None or rp.violations or any(c is None for c in rp.checks):
             why = (

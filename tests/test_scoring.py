@@ -1,0 +1,262 @@
+"""Eval protocol v2: the harness serves the val set, computes val_bpb itself and audits the scorer.
+
+Cheating or buggy eval trainers (tests/fake_trainers/scoring/train_gpt.py, one per FAKE_SCORE)
+run for real through `pgolf run`; each gets the verdict its misbehaviour deserves. The last
+test runs the reference trainer on real text over 2 processes: its witnessed val_bpb equals
+the one it computes itself from the val shards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.results import read_result
+from harness.rules import SCORING
+from harness.scoring.frames import FrameError, recv_frame, send_frame
+from harness.scoring.metric import compare_claim, score
+from harness.scoring.plan import rank_ranges, segment_end
+from harness.scoring.valset import ValSetError, load_valset
+from harness.shards import write_shard
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE = REPO / "tests" / "fake_trainers" / "scoring"
+N_TOKENS = 300_000  # more than one segment cap (SCORING.max_segment_targets) on one rank
+
+
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+FAKE_MOD = _load(FAKE / "train_gpt.py", "fake_scoring_trainer")
+
+
+def make_stream(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Documents of 50..3000 tokens (BOS = 1 first), and a sidecar of 1..4 bytes per token (BOS 0)."""
+    tokens = rng.integers(2, 100, n).astype(np.uint16)
+    pos = 0
+    while pos < n:
+        tokens[pos] = 1
+        pos += int(rng.integers(50, 3000))
+    nbytes = np.where(tokens == 1, 0, rng.integers(1, 5, n)).astype(np.uint16)
+    return tokens, nbytes
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("scoring_data")
+    rng = np.random.default_rng(7)
+    tokens, nbytes = make_stream(rng, N_TOKENS)
+    half = N_TOKENS // 2 + 17  # two val shards: the stream runs across the file boundary
+    write_shard(d / "fineweb_val_000000.bin", tokens[:half])
+    write_shard(d / "fineweb_val_000001.bin", tokens[half:])
+    write_shard(d / "fineweb_val_bytes_000000.bin", nbytes[:half])
+    write_shard(d / "fineweb_val_bytes_000001.bin", nbytes[half:])
+    write_shard(d / "fineweb_train_000000.bin", tokens[:5000])
+    return d
+
+
+def expected_bigram_score(data_dir: Path) -> tuple[float, float]:
+    """The honest fake's score computed here from the files: every position after the first."""
+    vs = load_valset(data_dir, None, None)
+    t = vs.tokens.astype(np.int64)
+    nll = -FAKE_MOD.BIGRAM[t[:-1], t[1:]].astype(np.float32).astype(np.float64)
+    total = math.fsum(nll.tolist())
+    return total / nll.size, total / math.log(2) / int(vs.target_bytes[1:].sum())
+
+
+def run_fake(tmp_path: Path, data_dir: Path, mode: str, nproc: int = 2) -> dict[str, Any]:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(out)]
+        + ["--seeds", "1", "--nproc", str(nproc), "--quiet", "--env", f"FAKE_SCORE={mode}"]
+        + ["--train-limit-s", "60", "--eval-limit-s", "60", "--setup-allowance-s", "120"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (out / "seed1" / "result.json").exists(), proc.stderr[-3000:]
+    result = read_result(out / "seed1" / "result.json")
+    result["_log"] = (out / "train_seed1.log").read_text()
+    return result
+
+
+def verdicts(result: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {v["rule"]: (v["verdict"], v["detail"]) for v in result["verdicts"]}
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+
+def test_ranks_get_contiguous_document_aligned_near_equal_ranges() -> None:
+    tokens, _ = make_stream(np.random.default_rng(1), 100_000)
+    starts = np.flatnonzero(tokens == 1)
+    starts = starts[starts > 0]
+    for world in (1, 2, 3, 8):
+        ranges = rank_ranges(starts, tokens.size, world)
+        assert ranges[0][0] == 1 and ranges[-1][1] == tokens.size
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert all(b == tokens.size or tokens[b] == 1 for _, b in ranges)  # cuts at a BOS
+        for i, (_, b) in enumerate(ranges[:-1], start=1):  # each cut within a document of equal
+            assert abs(b - (1 + i * (tokens.size - 1) // world)) < 3000
+    assert rank_ranges(np.array([], dtype=np.int64), 10, 3) == [(1, 10), (10, 10), (10, 10)]
+
+
+def test_segments_hold_whole_documents_up_to_the_size_asked() -> None:
+    starts = np.array([10, 20, 100], dtype=np.int64)
+    assert segment_end(starts, 1, 150, 25) == 20  # docs [1,10) and [10,20); [20,100) would not fit
+    assert segment_end(starts, 20, 150, 25) == 45  # a document longer than asked is cut
+    assert segment_end(starts, 100, 150, 1000) == 150  # the rank's range ends first
+
+
+def test_frames_carry_json_and_raw_arrays_and_refuse_garbage() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        toks = np.arange(5, dtype="<u2")
+        lp = np.ones((2, 3), dtype="<f4")
+        send_frame(a, {"op": "segment", "index": 3}, toks, lp)
+        head, arrs = recv_frame(b)
+        assert head == {"op": "segment", "index": 3}
+        assert arrs[0].tolist() == toks.tolist() and arrs[1].shape == (2, 3)
+        with pytest.raises(FrameError, match="cannot travel"):
+            send_frame(a, {"op": "x"}, np.zeros(2, dtype=np.float64))
+        a.sendall((7).to_bytes(4, "little") + b"not json")
+        with pytest.raises(FrameError, match="not JSON"):
+            recv_frame(b)
+
+
+def test_metric_is_float64_and_claims_are_compared_relatively() -> None:
+    s = score([1.5, 2.5], n_targets=4, n_bytes=8)
+    assert s.val_loss == 1.0 and s.val_bpb == pytest.approx(4.0 / math.log(2) / 8, rel=1e-15)
+    checks = {c.key: c for c in compare_claim({"val_loss": 1.0, "val_bpb": s.val_bpb * 0.9}, s)}
+    assert checks["val_loss"].rel_diff == 0.0
+    assert checks["val_bpb"].rel_diff == pytest.approx(0.1)
+    assert checks["val_tokens"].rel_diff is None  # not claimed
+
+
+def test_val_files_must_match_the_fetch_lock(data_dir: Path, tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock.json"
+    files = [{"path": f"datasets/d/{p.name}", "sha256": "0" * 64} for p in sorted(data_dir.glob("*val*"))]
+    lock.write_text(json.dumps({"files": files}))
+    with pytest.raises(ValSetError, match=r"fineweb_val_000000.bin: sha256 .* differs from the lock"):
+        load_valset(data_dir, None, lock)
+
+
+def test_a_violation_closes_the_channel_with_a_reason(data_dir: Path, tmp_path: Path) -> None:
+    """At the socket level: asking for the next segment before returning NLLs is refused."""
+    from harness.scoring.session import WitnessedEval
+
+    witness = WitnessedEval(load_valset(data_dir, None, None), world=1, seed=0)
+    with witness.main_pass() as env:
+        path = env["PGOLF_SCORE_SOCKET"]
+        assert len(path) <= 107
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(path)
+        send_frame(c, {"op": "hello", "rank": 0, "world": 1})
+        assert recv_frame(c)[0]["op"] == "welcome"
+        send_frame(c, {"op": "next", "max_targets": 100})
+        head, arrs = recv_frame(c)
+        assert head["op"] == "segment" and head["n_targets"] <= 100 and arrs[0].size == head["n_targets"] + 1
+        send_frame(c, {"op": "next", "max_targets": 100})
+        head, _ = recv_frame(c)
+        assert head["op"] == "error" and "awaited its NLLs" in head["message"]
+        c.close()
+    report = witness.report({})
+    v = {x["rule"]: x for x in report.verdicts}
+    assert v["score_order"]["verdict"] == "fail" and v["score_coverage"]["verdict"] == "fail"
+    assert report.score is None and not os.path.exists(path)
+
+
+# --- the trainers, end to end -------------------------------------------------------------------
+
+
+def test_honest_scorer_is_witnessed_and_matches_its_claim(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "honest")
+    v = verdicts(r)
+    assert r["status"] == "ok", (r["reason"], v)
+    assert r["score_source"] == "witnessed"
+    for rule in ("score_coverage", "score_order", "normalization", "causality", "claimed_score"):
+        assert v[rule][0] == "pass", (rule, v[rule])
+    loss, bpb = expected_bigram_score(data_dir)
+    assert r["val_tokens"] == N_TOKENS - 1
+    assert r["val_loss"] == pytest.approx(loss, rel=1e-12) and r["val_bpb"] == pytest.approx(bpb, rel=1e-12)
+    sc = r["scoring"]
+    assert sc["byte_source"] == "sidecar" and sc["targets"] == N_TOKENS - 1
+    assert [x["committed"] for x in sc["ranks"]] == [x["end"] - x["first_target"] for x in sc["ranks"]]
+    assert len(sc["causality_checks"]) == 2 and all(c["max_abs_diff"] == 0.0 for c in sc["causality_checks"])
+    assert "eval_audit" in r["_log"]  # the replay ran as its own process
+
+
+def test_skipping_targets_fails_coverage(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "skip")
+    v = verdicts(r)
+    assert r["status"] == "failed" and r["val_bpb"] is None
+    assert v["score_coverage"][0] == "fail" and "skipped targets" in v["score_coverage"][1]
+
+
+def test_scoring_a_segment_twice_fails_coverage(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "twice")
+    v = verdicts(r)
+    assert r["status"] == "failed" and r["val_bpb"] is None
+    assert v["score_coverage"][0] == "fail" and "segment 0 scored twice" in v["score_coverage"][1]
+
+
+def test_nlls_in_the_wrong_order_fail_score_order(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "reversed")
+    v = verdicts(r)
+    assert r["status"] == "failed"
+    assert v["score_order"][0] == "fail" and "not minus the NLL returned" in v["score_order"][1]
+    assert v["normalization"][0] == "pass"  # its distributions do sum to 1
+
+
+def test_unnormalized_scores_fail_normalization(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "unnormalized")
+    v = verdicts(r)
+    assert r["status"] == "failed"
+    assert v["normalization"][0] == "fail" and v["score_order"][0] == "pass"
+    lse = [c["logsumexp"] for c in r["scoring"]["normalization_checks"]]
+    assert lse and all(x == pytest.approx(math.log(1.5), abs=1e-5) for x in lse)
+
+
+def test_looking_ahead_inside_a_segment_fails_causality(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "lookahead")
+    v = verdicts(r)
+    assert r["status"] == "failed"
+    assert v["causality"][0] == "fail" and "depend on tokens after them" in v["causality"][1]
+    assert v["normalization"][0] == "pass" and v["score_coverage"][0] == "pass"
+
+
+def test_adapting_on_an_oversized_segment_is_capped_and_fails_causality(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "oversize", nproc=1)
+    v = verdicts(r)
+    rank0 = r["scoring"]["ranks"][0]
+    assert rank0["largest_asked"] == 10**9
+    assert rank0["largest_segment"] <= SCORING.max_segment_targets < rank0["committed"]
+    assert rank0["segments"] >= 2  # the cap held: the rank never held its whole range
+    assert v["causality"][0] == "fail" and r["status"] == "failed"
+
+
+def test_a_better_number_in_result_path_is_not_the_score(data_dir: Path, tmp_path: Path) -> None:
+    r = run_fake(tmp_path, data_dir, "claim")
+    v = verdicts(r)
+    _, bpb = expected_bigram_score(data_dir)
+    assert r["val_bpb"] == pytest.approx(bpb, rel=1e-12)  # the witnessed one, not the claim
+    assert r["claimed"]["eval_end"]["val_bpb"] == pytest.approx(0.9 * bpb, rel=1e-9)
+    assert v["claimed_score"][0] == "fail" and "val_bpb claimed" in v["claimed_score"][1]
+    assert r["status"] == "failed"
