@@ -238,8 +238,8 @@ class MainPass(ChannelServer):
         led.connected = True
         rng = np.random.default_rng([self.seed, rank])
         while True:
-            try:
-                hdr, _ = recv_frame(conn, max_array_bytes=0)
+            try:  # room for a stray NLL frame: it is judged below, not as garbage
+                hdr, _ = recv_frame(conn, max_array_bytes=4 * (SCORING.max_segment_targets + 1))
             except PeerClosed:
                 return
             op = hdr["op"]

@@ -15,6 +15,7 @@ limited to 107 bytes), removed afterwards; a sandbox binds that directory into t
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ class WitnessedEval:
 
     def replay_plans(self) -> list[ReplayPlan]:
         """First segments (of >= 2 targets) of up to ``causality_audit_ranks`` ranks, each cut at a
-        random target: only after a main pass that scored everything."""
+        random target (log-uniform): only after a main pass that scored everything."""
         main = self.main
         if main is None or main.violations or any(led.pos < led.end for led in main.ledgers):
             return []
@@ -96,7 +97,10 @@ class WitnessedEval:
         for led in (ready[i] for i in picks):
             first = led.first
             assert first is not None
-            cut = int(rng.integers(1, first.nll.size))
+            # Log-uniform over [1, n): early cuts take away most of the segment's future, which
+            # whole-segment adaptation leans on; the last cut still catches a one-token look-ahead.
+            n = first.nll.size
+            cut = min(n - 1, max(1, round(math.exp(rng.uniform(0.0, math.log(n - 1))))))
             plans.append(
                 ReplayPlan(led.rank, first.start, first.context, cut, int(first.nll.size), first.nll)
             )

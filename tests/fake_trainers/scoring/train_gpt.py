@@ -8,7 +8,7 @@ what it does with it:
   reversed      returns each segment's NLLs in reverse order
   unnormalized  scores with probabilities scaled by 1.5 (they sum to 1.5)
   lookahead     scores target t with a model that also sees token t+1
-  oversize      asks for huge segments and fits a unigram on each before scoring it
+  oversize      asks for huge segments and fits a bigram on each before scoring it
   claim         scores honestly, then writes a 10% better val_bpb into RESULT_PATH
 Self-contained: numpy and the standard library only.
 """
@@ -67,21 +67,29 @@ AHEAD = np.random.default_rng(1).normal(size=(VOCAB, VOCAB)) * 3  # [following, 
 
 
 def distributions(mode, tokens, n):
-    """(n, VOCAB) log-probs of each target of a segment whose last n positions are targets."""
+    """(rows, nll): rows(idx) gives the log-probs (len(idx), VOCAB) of those targets of a segment
+    whose last n positions are targets; nll the NLL of every target."""
     c = len(tokens) - n
     prev = tokens[c - 1 : -1].astype(np.int64) % VOCAB
-    lp = BIGRAM[prev]
-    if mode == "lookahead":
-        nxt = np.append(tokens[c + 1 :].astype(np.int64) % VOCAB, -1)
-        has = nxt >= 0
-        lp = lp.copy()
-        lp[has] = log_softmax(lp[has] + AHEAD[nxt[has]])
+    tgt = tokens[c:].astype(np.int64) % VOCAB
+    table = BIGRAM
     if mode == "oversize":  # "test-time training" on the whole segment before scoring it
-        counts = np.bincount(tokens[c:].astype(np.int64) % VOCAB, minlength=VOCAB) + 1.0
-        lp = np.broadcast_to(np.log(counts / counts.sum()), (n, VOCAB))
+        counts = np.full((VOCAB, VOCAB), 0.01)
+        np.add.at(counts, (prev, tgt), 1.0)
+        table = np.log(counts / counts.sum(axis=1, keepdims=True))
     if mode == "unnormalized":
-        lp = lp + math.log(1.5)
-    return lp
+        table = table + math.log(1.5)
+    lp = table[prev] if mode == "lookahead" else None
+    if mode == "lookahead":
+        nxt = np.append(tgt[1:], -1)
+        has = nxt >= 0
+        lp[has] = log_softmax(lp[has] + AHEAD[nxt[has]])
+
+    def rows(idx):
+        return lp[idx] if lp is not None else table[prev[idx]]
+
+    nll = -lp[np.arange(n), tgt] if lp is not None else -table[prev, tgt]
+    return rows, nll
 
 
 def main():
@@ -109,15 +117,14 @@ def main():
         if h["op"] == "done":
             break
         tokens, tbytes, n, i = arrs[0], arrs[1], h["n_targets"], h["index"]
-        lp = distributions(mode, tokens, n)
-        nll = -lp[np.arange(n), tokens[-n:].astype(np.int64) % VOCAB]
+        rows, nll = distributions(mode, tokens, n)
         sent = nll[::-1] if mode == "reversed" else nll
         if mode == "skip" and i == 1:
             sent = sent[:-1]
         send(sock, {"op": "nll", "index": i}, sent.astype("<f4"))
         h, _ = recv(sock)
         if h["op"] == "audit":
-            send(sock, {"op": "logprobs", "index": i}, lp[h["targets"]].astype("<f4"))
+            send(sock, {"op": "logprobs", "index": i}, rows(np.array(h["targets"])).astype("<f4"))
             h, _ = recv(sock)
         assert h == {"op": "committed", "index": i}, h
         if mode == "twice" and i == 0:
