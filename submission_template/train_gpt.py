@@ -1568,30 +1568,38 @@ class LocalSegments:
 
 
 class FlatScorer:
-    """EVAL_MODE=flat: each segment in chunks of TRAIN_SEQ_LEN from its first target, every chunk
-    seeing only itself (and the one token before it). Batches of VAL_BATCH_TOKENS; a segment is at
-    most one batch, whose logits are kept until the next segment for the normalization audit."""
-
-    context = 1
+    """EVAL_MODE=flat: the val stream in fixed chunks of TRAIN_SEQ_LEN from its start (chunk k
+    predicts positions k*L+1 .. k*L+L from the chunk's own tokens), exactly as if it were scored
+    whole: a segment asks for the context back to its first chunk's start, so its NLLs do not
+    depend on where segments or ranks begin. Batches of VAL_BATCH_TOKENS; segments are sized so
+    one batch holds one, whose logits are kept until the next segment for the normalization audit."""
 
     def __init__(self, model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None) -> None:
         self.model, self.rt, self.seq = model, rt, hp.TRAIN_SEQ_LEN
         self.per_batch = max(1, hp.VAL_BATCH_TOKENS // self.seq)
-        self.max_targets = self.per_batch * self.seq
+        self.context = self.seq
+        # a chunk straddling the segment start is computed again: at most per_batch chunks
+        self.max_targets = max(self.seq, (self.per_batch - 1) * self.seq + 1)
         self.fwd = fwd or model.nll_and_logits
         self.pad_batch = fwd is not None  # compiled: one shape for every batch
         self.logits: list[Tensor] = []
+        self.skip = 0  # predictions before the segment's first target (in its first chunk)
 
     @torch.no_grad()
     def score(self, seg: Segment) -> np.ndarray:
         self.model.eval()
         self.logits = []
-        n, L = seg.n_targets, self.seq
-        ids = torch.from_numpy(seg.tokens[seg.context - 1 :].astype(np.int64))
-        chunks = -(-n // L)
+        L, n = self.seq, seg.n_targets
+        lead = (seg.start - 1) % L + 1  # tokens from the first chunk's start to the first target
+        if seg.context < lead:
+            raise TrainerError(f"segment {seg.index}: {seg.context} context token(s), the flat scorer needs {lead}")
+        ids = torch.from_numpy(seg.tokens[seg.context - lead :].astype(np.int64))
+        m = ids.numel() - 1  # predictions: lead - 1 before the first target, then the n targets
+        self.skip = m - n
+        chunks = -(-m // L)
         x = torch.zeros(chunks * L, dtype=torch.int64)
         y = torch.zeros(chunks * L, dtype=torch.int64)
-        x[:n], y[:n] = ids[:-1], ids[1:]
+        x[:m], y[:m] = ids[:-1], ids[1:]
         x, y = x.view(chunks, L), y.view(chunks, L)
         out = []
         for b in range(0, chunks, self.per_batch):
@@ -1604,12 +1612,13 @@ class FlatScorer:
                 nll, z = self.fwd(xb.to(self.rt.device), yb.to(self.rt.device))
             out.append(nll[:rows].float().reshape(-1))
             self.logits.append(z[:rows].reshape(rows * L, -1))
-        return torch.cat(out)[:n].cpu().numpy()
+        return torch.cat(out)[self.skip : self.skip + n].cpu().numpy()
 
     @torch.no_grad()
     def logprobs(self, seg: Segment, target_indices) -> np.ndarray:
-        rows_per_batch = self.per_batch * self.seq
-        rows = [self.logits[i // rows_per_batch][i % rows_per_batch] for i in target_indices]
+        per = self.per_batch * self.seq
+        flat = [self.skip + int(i) for i in target_indices]
+        rows = [self.logits[f // per][f % per] for f in flat]
         return torch.log_softmax(torch.stack(rows).float(), dim=-1).cpu().numpy()
 
     def committed(self, seg: Segment) -> None:

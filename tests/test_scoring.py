@@ -260,3 +260,106 @@ def test_a_better_number_in_result_path_is_not_the_score(data_dir: Path, tmp_pat
     assert r["claimed"]["eval_end"]["val_bpb"] == pytest.approx(0.9 * bpb, rel=1e-9)
     assert v["claimed_score"][0] == "fail" and "val_bpb claimed" in v["claimed_score"][1]
     assert r["status"] == "failed"
+
+
+# --- the reference trainer ----------------------------------------------------------------------
+
+TRAINER = REPO / "submission_template" / "train_gpt.py"
+
+
+@pytest.fixture(scope="module")
+def trainer() -> Any:
+    return _load(TRAINER, "train_gpt_for_scoring")
+
+
+def test_trainer_mirrors_the_harness_plan(trainer: Any) -> None:
+    tokens, _ = make_stream(np.random.default_rng(3), 50_000)
+    starts = np.flatnonzero(tokens == 1)
+    starts = starts[starts > 0].astype(np.int64)
+    for world in (1, 2, 5):
+        assert trainer.rank_ranges(starts, tokens.size, world) == rank_ranges(starts, tokens.size, world)
+    for pos, max_t in ((1, 100), (1, 5000), (777, 3000), (40_000, 20_000)):
+        assert trainer.segment_end(starts, pos, 50_000, max_t) == segment_end(starts, pos, 50_000, max_t)
+
+
+def test_flat_scorer_nlls_do_not_depend_on_segments_or_ranks(
+    trainer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every target gets the same NLL on 1 or 3 ranks: the flat scorer chunks the stream from its
+    start whatever segment it is given (context back to the chunk start comes with it)."""
+    import torch
+
+    for k, v in {"NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "128"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("TRAIN_SEQ_LEN", "64")
+    monkeypatch.setenv("VAL_BATCH_TOKENS", "256")
+    monkeypatch.setenv("COMPILE", "0")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    hp = trainer.Hyperparameters()
+    torch.manual_seed(0)
+    rt = trainer.Runtime(hp)
+    model = trainer.build_model(hp.model_config(), hp, rt)
+    tokens, nbytes = make_stream(np.random.default_rng(4), 3_000)
+    scorer = trainer.make_scorer(model, hp, rt)
+    per_target: dict[int, np.ndarray] = {}
+    for world in (1, 3):
+        got = np.full(tokens.size, np.nan, dtype=np.float32)
+        for rank in range(world):
+            src = trainer.LocalSegments(tokens, nbytes, rank, world)
+            while (seg := src.next(scorer.max_targets, scorer.context)) is not None:
+                assert seg.n_targets <= scorer.max_targets
+                got[seg.start : seg.start + seg.n_targets] = scorer.score(seg)
+                lp = scorer.logprobs(seg, [0, seg.n_targets - 1])
+                assert np.allclose(np.log(np.exp(lp.astype(np.float64)).sum(axis=1)), 0.0, atol=1e-5)
+                assert -lp[1, int(seg.tokens[-1])] == pytest.approx(float(got[seg.start + seg.n_targets - 1]), abs=1e-5)
+        assert np.isfinite(got[1:]).all()
+        per_target[world] = got[1:]
+    np.testing.assert_array_equal(per_target[1], per_target[3])
+
+
+@pytest.mark.slow
+def test_reference_trainer_witnessed_score_equals_its_own(
+    proxy_dir: Path, tokenizers_dir: Path, tmp_path: Path
+) -> None:
+    """2 processes, real text: `pgolf run` (v2) witnesses the score; the same artifact evaluated by
+    the trainer alone from the val shards (v1, 2 processes) gives the same val_bpb."""
+    from harness.rehearse import TINY_PRESET
+
+    data = proxy_dir / "sp8192_caseops"
+    if not (data / "manifest.json").is_file():
+        pytest.skip(f"proxy CaseOps data not found at {data}")
+    limit = "8192"
+    env = {**TINY_PRESET, "ITERATIONS": "3", "MAX_WALLCLOCK_SECONDS": "600", "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "harness", "run", str(TRAINER.parent), "--data-dir", str(data)]
+    args += ["--out", str(out), "--seeds", "1", "--nproc", "2", "--quiet", "--val-token-limit", limit]
+    args += ["--setup-allowance-s", "300"] + [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    r = read_result(out / "seed1" / "result.json")
+    v = verdicts(r)
+    assert r["status"] == "ok", (r["reason"], v, proc.stderr[-2000:])
+    assert r["score_source"] == "witnessed" and r["val_tokens"] == int(limit)
+    for rule in ("score_coverage", "score_order", "normalization", "causality", "claimed_score"):
+        assert v[rule][0] == "pass", (rule, v[rule])
+    # The trainer on its own: v1, val shards in DATA_PATH, same artifact, same 2 processes.
+    val = tmp_path / "val"
+    val.mkdir()
+    for f in sorted(data.glob("fineweb_val_*.bin")):
+        (val / f.name).symlink_to(f)
+    own = tmp_path / "own.json"
+    full = {k: x for k, x in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    full.update(env, PGOLF_PHASE="eval", DATA_PATH=str(val), ARTIFACT_DIR=str(out / "seed1" / "artifact"))
+    full.update(RESULT_PATH=str(own), VAL_TOKEN_LIMIT=limit)
+    p = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(TRAINER)],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    mine = json.loads(own.read_text())
+    assert (mine["val_tokens"], mine["val_bytes"]) == (r["val_tokens"], r["val_bytes"])
+    assert mine["val_bpb"] == pytest.approx(r["val_bpb"], rel=1e-6)
+    assert mine["val_loss"] == pytest.approx(r["val_loss"], rel=1e-6)
