@@ -82,6 +82,8 @@ def run_fake(
         "--env",
         f"FAKE_MODE={mode}",
         "--quiet",
+        "--eval-protocol",  # this fake reads val shards and writes RESULT_PATH (test_scoring: v2)
+        "v1",
         *extra,
         env=env,
     )
@@ -360,6 +362,8 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
         "FAKE_SLEEP_S=60",
         "--env",
         f"FAKE_MARK={mark}",
+        "--eval-protocol",
+        "v1",
     ]
     harness = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -389,6 +393,8 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
         "1,2,3",
         "--resume",
         "--quiet",
+        "--eval-protocol",
+        "v1",
     )
     assert proc.returncode == 0, proc.stderr
     assert "seed 1 (1/3): already ok, kept (--resume)" in proc.stderr
@@ -421,6 +427,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path, data_dir: 
         "FAKE_SLEEP_S=60",
         "--env",
         f"FAKE_MARK={mark}",
+        "--eval-protocol",
+        "v1",
     ]
     # As from a terminal: SIGINT not ignored, even when these tests run in a background job.
     harness = subprocess.Popen(
