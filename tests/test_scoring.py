@@ -363,3 +363,24 @@ def test_reference_trainer_witnessed_score_equals_its_own(
     assert (mine["val_tokens"], mine["val_bytes"]) == (r["val_tokens"], r["val_bytes"])
     assert mine["val_bpb"] == pytest.approx(r["val_bpb"], rel=1e-6)
     assert mine["val_loss"] == pytest.approx(r["val_loss"], rel=1e-6)
+
+
+def test_package_and_check_say_which_scores_were_witnessed(tmp_path: Path) -> None:
+    from fixtures_run import make_run_dir  # tests/ is on sys.path (rootdir conftest)
+
+    from harness.check import check_record
+    from harness.package import package_run
+
+    def packaged(name: str, **seed_fields: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        run = make_run_dir(tmp_path / name, seeds=(1, 2), seed_fields={2: seed_fields} if seed_fields else None)
+        dest = package_run(run, name=name, author="a", github_id="a", track="non_record_16mb", out_root=tmp_path / f"rec_{name}")
+        report = check_record(dest)
+        found = {f.subject: f.verdict for f in report.findings if f.rule == "score_source"}
+        return json.loads((dest / "submission.json").read_text()), found
+
+    sub, found = packaged("witnessed")
+    assert sub["score_source"] == "witnessed" and found == {"seed 1": "pass", "seed 2": "pass"}
+    assert "Scores witnessed" in (tmp_path / "rec_witnessed").rglob("README.md").__next__().read_text()
+    sub, found = packaged("v1", score_source="self-reported")
+    assert sub["score_source"] == "self-reported" and sub["seed_results"]["2"]["score_source"] == "self-reported"
+    assert found == {"seed 1": "pass", "seed 2": "not-verifiable"}
