@@ -112,7 +112,9 @@ def main() -> int:
         vs = load_valset(d, None, None)
         load_s = time.perf_counter() - t0
         assert vs.n_targets == VAL_TARGETS
-        print(f"synthetic val: {vs.n_targets:,d} targets, {vs.doc_starts.size:,d} docs (written in {gen_s:.1f} s)")
+        print(
+            f"synthetic val: {vs.n_targets:,d} targets, {vs.doc_starts.size:,d} docs (written in {gen_s:.1f} s)"
+        )
         print(f"harness reads + hashes it: {load_s:.2f} s")
 
         # Reference: the trainer's loop over its in-process segment source, one rank after the other.
@@ -128,7 +130,11 @@ def main() -> int:
             sock = env["PGOLF_SCORE_SOCKET"]
             cpu0, t0 = time.process_time(), time.perf_counter()
             procs = [
-                subprocess.Popen([sys.executable, __file__, "--client", sock, str(r), str(world)], stdout=subprocess.PIPE, text=True)
+                subprocess.Popen(
+                    [sys.executable, __file__, "--client", sock, str(r), str(world)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 for r in range(world)
             ]
             outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]

@@ -46,7 +46,6 @@ from harness.protocol import (
     ENV_PHASE,
     ENV_RESULT_PATH,
     ENV_RUN_ID,
-    ENV_SCORE_SOCKET,
     ENV_SEED,
     ENV_TOKENIZER_PATH,
     EV_ARTIFACT,

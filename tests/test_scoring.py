@@ -9,13 +9,13 @@ the one it computes itself from the val shards.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,30 @@ def expected_bigram_score(data_dir: Path) -> tuple[float, float]:
 def run_fake(tmp_path: Path, data_dir: Path, mode: str, nproc: int = 2) -> dict[str, Any]:
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(FAKE), "--data-dir", str(data_dir), "--out", str(out)]
-        + ["--seeds", "1", "--nproc", str(nproc), "--quiet", "--env", f"FAKE_SCORE={mode}"]
-        + ["--train-limit-s", "60", "--eval-limit-s", "60", "--setup-allowance-s", "120"],
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(FAKE),
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--nproc",
+            str(nproc),
+            "--quiet",
+            "--env",
+            f"FAKE_SCORE={mode}",
+            "--train-limit-s",
+            "60",
+            "--eval-limit-s",
+            "60",
+            "--setup-allowance-s",
+            "120",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -111,7 +132,7 @@ def test_ranks_get_contiguous_document_aligned_near_equal_ranges() -> None:
     for world in (1, 2, 3, 8):
         ranges = rank_ranges(starts, tokens.size, world)
         assert ranges[0][0] == 1 and ranges[-1][1] == tokens.size
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert all(b == tokens.size or tokens[b] == 1 for _, b in ranges)  # cuts at a BOS
         for i, (_, b) in enumerate(ranges[:-1], start=1):  # each cut within a document of equal
             assert abs(b - (1 + i * (tokens.size - 1) // world)) < 3000
@@ -242,7 +263,9 @@ def test_looking_ahead_inside_a_segment_fails_causality(data_dir: Path, tmp_path
     assert v["normalization"][0] == "pass" and v["score_coverage"][0] == "pass"
 
 
-def test_adapting_on_an_oversized_segment_is_capped_and_fails_causality(data_dir: Path, tmp_path: Path) -> None:
+def test_adapting_on_an_oversized_segment_is_capped_and_fails_causality(
+    data_dir: Path, tmp_path: Path
+) -> None:
     r = run_fake(tmp_path, data_dir, "oversize", nproc=1)
     v = verdicts(r)
     rank0 = r["scoring"]["ranks"][0]
@@ -289,7 +312,13 @@ def test_flat_scorer_nlls_do_not_depend_on_segments_or_ranks(
     start whatever segment it is given (context back to the chunk start comes with it)."""
     import torch
 
-    for k, v in {"NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "128"}.items():
+    for k, v in {
+        "NUM_LAYERS": "2",
+        "MODEL_DIM": "32",
+        "NUM_HEADS": "2",
+        "NUM_KV_HEADS": "1",
+        "VOCAB_SIZE": "128",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("TRAIN_SEQ_LEN", "64")
     monkeypatch.setenv("VAL_BATCH_TOKENS", "256")
@@ -312,7 +341,9 @@ def test_flat_scorer_nlls_do_not_depend_on_segments_or_ranks(
                 got[seg.start : seg.start + seg.n_targets] = scorer.score(seg)
                 lp = scorer.logprobs(seg, [0, seg.n_targets - 1])
                 assert np.allclose(np.log(np.exp(lp.astype(np.float64)).sum(axis=1)), 0.0, atol=1e-5)
-                assert -lp[1, int(seg.tokens[-1])] == pytest.approx(float(got[seg.start + seg.n_targets - 1]), abs=1e-5)
+                assert -lp[1, int(seg.tokens[-1])] == pytest.approx(
+                    float(got[seg.start + seg.n_targets - 1]), abs=1e-5
+                )
         assert np.isfinite(got[1:]).all()
         per_target[world] = got[1:]
     np.testing.assert_array_equal(per_target[1], per_target[3])
@@ -372,8 +403,17 @@ def test_package_and_check_say_which_scores_were_witnessed(tmp_path: Path) -> No
     from harness.package import package_run
 
     def packaged(name: str, **seed_fields: Any) -> tuple[dict[str, Any], dict[str, str]]:
-        run = make_run_dir(tmp_path / name, seeds=(1, 2), seed_fields={2: seed_fields} if seed_fields else None)
-        dest = package_run(run, name=name, author="a", github_id="a", track="non_record_16mb", out_root=tmp_path / f"rec_{name}")
+        run = make_run_dir(
+            tmp_path / name, seeds=(1, 2), seed_fields={2: seed_fields} if seed_fields else None
+        )
+        dest = package_run(
+            run,
+            name=name,
+            author="a",
+            github_id="a",
+            track="non_record_16mb",
+            out_root=tmp_path / f"rec_{name}",
+        )
         report = check_record(dest)
         found = {f.subject: f.verdict for f in report.findings if f.rule == "score_source"}
         return json.loads((dest / "submission.json").read_text()), found
@@ -382,5 +422,7 @@ def test_package_and_check_say_which_scores_were_witnessed(tmp_path: Path) -> No
     assert sub["score_source"] == "witnessed" and found == {"seed 1": "pass", "seed 2": "pass"}
     assert "Scores witnessed" in (tmp_path / "rec_witnessed").rglob("README.md").__next__().read_text()
     sub, found = packaged("v1", score_source="self-reported")
-    assert sub["score_source"] == "self-reported" and sub["seed_results"]["2"]["score_source"] == "self-reported"
+    assert (
+        sub["score_source"] == "self-reported" and sub["seed_results"]["2"]["score_source"] == "self-reported"
+    )
     assert found == {"seed 1": "pass", "seed 2": "not-verifiable"}

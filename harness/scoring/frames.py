@@ -20,7 +20,7 @@ import numpy.typing as npt
 from harness.errors import PgolfError
 from harness.rules import SCORING
 
-DTYPES = {"<u2": np.dtype("<u2"), "<f4": np.dtype("<f4")}
+DTYPES: dict[str, np.dtype[Any]] = {"<u2": np.dtype("<u2"), "<f4": np.dtype("<f4")}
 _LEN = struct.Struct("<I")
 
 
@@ -57,7 +57,7 @@ def send_frame(sock: socket.socket, header: dict[str, Any], *arrays: npt.NDArray
     sock.sendall(_LEN.pack(len(raw)) + raw)
     for a in parts:
         if a.nbytes:
-            sock.sendall(memoryview(a).cast("B"))
+            sock.sendall(a.data.cast("B"))
 
 
 def recv_frame(
@@ -92,6 +92,6 @@ def recv_frame(
             raise FrameError(f"frame arrays exceed {max_array_bytes} bytes")
         a = np.empty(tuple(spec[1]), dtype=dt)
         if a.nbytes:
-            recv_exact(sock, memoryview(a).cast("B"))
+            recv_exact(sock, a.data.cast("B"))
         arrays.append(a)
     return header, arrays

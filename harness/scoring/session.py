@@ -232,7 +232,11 @@ class WitnessedEval:
         tol, rp = SCORING.causality_atol_nats, self.replayed
         if rp is None:
             return _verdict(
-                "causality", "not-verifiable", None, tol, "no replay ran: the main pass did not score every target, or no first segment had 2 targets"
+                "causality",
+                "not-verifiable",
+                None,
+                tol,
+                "no replay ran: the main pass did not score every target, or no first segment had 2 targets",
             )
         if replay_failure is not None or rp.violations or any(c is None for c in rp.checks):
             why = (
