@@ -46,6 +46,7 @@ from harness.protocol import (
     ENV_PHASE,
     ENV_RESULT_PATH,
     ENV_RUN_ID,
+    ENV_SCORE_SOCKET,
     ENV_SEED,
     ENV_TOKENIZER_PATH,
     EV_ARTIFACT,
@@ -288,6 +289,7 @@ class SeedRunner:
         self.limit = 0.0
         self.started_at = now_iso()
         self.valset: ValSet | None = None  # protocol v2: read once per run by run()
+        self.scoring: WitnessedEval | None = None  # protocol v2: the eval phase's channel
 
     # -- events and progress
     def on_event(self, t: float, phase: str, ev: dict[str, Any]) -> str | None:
@@ -333,6 +335,9 @@ class SeedRunner:
             parts.append(f"step {w.steps}")
         if self.phase == PHASE_TRAIN and w.last_loss is not None:
             parts.append(f"loss {w.last_loss:.4f}")
+        if self.phase == PHASE_EVAL and self.scoring is not None and self.scoring.main is not None:
+            done = sum(led.committed_targets for led in self.scoring.main.ledgers)
+            parts.append(f"scored {done:,d}/{self.scoring.valset.n_targets:,d} targets")
         parts.append(f"{elapsed:.0f}/{self.limit:.0f} s, ETA {eta:.0f} s")
         self.live.set_status(" | ".join(parts))
 
@@ -596,6 +601,11 @@ class SeedRunner:
             result["verdicts"] += report.verdicts
             if report.protocol_broken:  # the break, not the crash it causes, is the reason
                 crash = None
+            elif crash is not None and not any(r["segments"] for r in report.evidence["ranks"]):
+                crash += (
+                    f" (eval protocol v2: no rank scored through {ENV_SCORE_SOCKET}; a trainer that"
+                    " reads val shards and writes RESULT_PATH needs --eval-protocol v1)"
+                )
         if crash is not None:
             result["status"], result["reason"] = "crashed", crash
             return
@@ -614,7 +624,7 @@ class SeedRunner:
         assert self.valset is not None
         lim = self.cfg.limits
         env = {k: v for k, v in env.items() if k != ENV_DATA_PATH}
-        witness = WitnessedEval(self.valset, self.cfg.nproc)
+        witness = self.scoring = WitnessedEval(self.valset, self.cfg.nproc)
         with witness.main_pass() as channel:
             ev = self._phase(
                 PHASE_EVAL,

@@ -426,3 +426,21 @@ def test_package_and_check_say_which_scores_were_witnessed(tmp_path: Path) -> No
         sub["score_source"] == "self-reported" and sub["seed_results"]["2"]["score_source"] == "self-reported"
     )
     assert found == {"seed 1": "pass", "seed 2": "not-verifiable"}
+
+
+def test_a_v1_trainer_under_v2_is_told_what_to_do(data_dir: Path, tmp_path: Path) -> None:
+    """The v1 fake of test_run (reads val shards, writes RESULT_PATH) gets no val files under v2."""
+    out = tmp_path / "run"
+    native = REPO / "tests" / "fake_trainers" / "native"
+    subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(native), "--data-dir", str(data_dir), "--out", str(out)]
+        + ["--seeds", "1", "--quiet", "--setup-allowance-s", "120"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    r = read_result(out / "seed1" / "result.json")
+    assert r["status"] == "crashed" and r["val_bpb"] is None
+    assert "eval phase crashed" in r["reason"] and "needs --eval-protocol v1" in r["reason"]
+    assert verdicts(r)["score_coverage"][0] == "fail"
