@@ -126,8 +126,8 @@ def main() -> int:
             ref_wall.append(time.perf_counter() - t0)
 
         witness = WitnessedEval(vs, world)
-        with witness.main_pass() as env:
-            sock = env["PGOLF_SCORE_SOCKET"]
+        with witness.main_pass() as channel:
+            sock = str(channel.socket)
             cpu0, t0 = time.process_time(), time.perf_counter()
             procs = [
                 subprocess.Popen(

@@ -629,7 +629,7 @@ class SeedRunner:
             ev = self._phase(
                 PHASE_EVAL,
                 cmd_prefix=cmd_prefix,
-                env={**env, **channel},
+                env={**env, **channel.env()},
                 cwd=self.work_dir("eval_work"),
                 limit=lim.eval_time_limit_s,
                 log=log,
@@ -642,7 +642,7 @@ class SeedRunner:
                 audit = self._phase(
                     PHASE_AUDIT,
                     cmd_prefix=cmd_prefix,
-                    env={**replay_env, **channel},
+                    env={**replay_env, **channel.env()},
                     cwd=self.work_dir("audit_work"),
                     limit=lim.eval_time_limit_s,
                     log=log,

@@ -184,8 +184,8 @@ def test_a_violation_closes_the_channel_with_a_reason(data_dir: Path, tmp_path: 
     from harness.scoring.session import WitnessedEval
 
     witness = WitnessedEval(load_valset(data_dir, None, None), world=1, seed=0)
-    with witness.main_pass() as env:
-        path = env["PGOLF_SCORE_SOCKET"]
+    with witness.main_pass() as channel:
+        path = channel.env()["PGOLF_SCORE_SOCKET"]
         assert len(path) <= 107
         c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         c.connect(path)
@@ -433,8 +433,22 @@ def test_a_v1_trainer_under_v2_is_told_what_to_do(data_dir: Path, tmp_path: Path
     out = tmp_path / "run"
     native = REPO / "tests" / "fake_trainers" / "native"
     subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(native), "--data-dir", str(data_dir), "--out", str(out)]
-        + ["--seeds", "1", "--quiet", "--setup-allowance-s", "120"],
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(native),
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--quiet",
+            "--setup-allowance-s",
+            "120",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

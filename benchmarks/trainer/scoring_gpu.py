@@ -75,12 +75,12 @@ def main() -> int:
             else:
                 witness = WitnessedEval(vs, nproc)
                 with witness.main_pass() as channel:
-                    row.update(run_eval({**env, **channel}, nproc, logs / f"v2_{i}.log"))
+                    row.update(run_eval({**env, **channel.env()}, nproc, logs / f"v2_{i}.log"))
                 plans = witness.replay_plans()
                 t0 = time.perf_counter()
                 with witness.replay(plans) as channel:
                     run_eval(
-                        {**env, **channel, "RESULT_PATH": str(logs / "replay.json")},
+                        {**env, **channel.env(), "RESULT_PATH": str(logs / "replay.json")},
                         len(plans),
                         logs / f"replay_{i}.log",
                     )

@@ -1,16 +1,18 @@
 """Witnessed scoring around `pgolf run`'s eval phase: serve, audit, judge.
 
     witness = WitnessedEval(valset, world=nproc)
-    with witness.main_pass() as env:        # {PGOLF_SCORE_SOCKET: path} for the eval phase
-        run the eval phase with env
+    with witness.main_pass() as channel:      # channel.env(): {PGOLF_SCORE_SOCKET: path}
+        run the eval phase with channel.env()
     plans = witness.replay_plans()
     if plans:
-        with witness.replay(plans) as env:  # a fresh process of len(plans) ranks
-            run the audit phase with env
+        with witness.replay(plans) as channel:  # a fresh process of len(plans) ranks
+            run the audit phase (PGOLF_PHASE=eval) with channel.env()
     report = witness.report(claimed, replay_failure)
 
-Each channel lives in a fresh directory of its own (a short path: Unix socket names are
-limited to 107 bytes), removed afterwards; a sandbox binds that directory into the phase.
+Each channel lives in a fresh directory of its own (``channel.dir``, a short path: Unix socket
+names are limited to 107 bytes), removed afterwards. A sandbox binds that directory (writable:
+connecting needs write access to the socket) into the phase, at the same path or at another one
+given to ``channel.env(inside)``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,22 @@ class ScoringReport:
         return [v for v in self.verdicts if v["verdict"] == "fail"]
 
 
+@dataclass(frozen=True)
+class Channel:
+    """Where one pass's socket lives on the host."""
+
+    dir: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / SOCKET_NAME
+
+    def env(self, inside: PurePosixPath | None = None) -> dict[str, str]:
+        """The phase's environment: the socket path as the phase sees it (``inside``: where a
+        sandbox shows ``dir``)."""
+        return {ENV_SCORE_SOCKET: str((inside or PurePosixPath(self.dir)) / SOCKET_NAME)}
+
+
 @contextmanager
 def _channel_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="pgolf-score-"))
@@ -73,15 +91,13 @@ class WitnessedEval:
         self.valset, self.world, self.seed = valset, world, seed
         self.main: MainPass | None = None
         self.replayed: CausalityReplay | None = None
-        self.channel_dirs: list[str] = []
 
     @contextmanager
-    def main_pass(self) -> Iterator[dict[str, str]]:
+    def main_pass(self) -> Iterator[Channel]:
         with _channel_dir() as d:
-            self.channel_dirs.append(str(d))
             self.main = MainPass(d / SOCKET_NAME, self.valset, self.world, self.seed)
             with self.main:
-                yield {ENV_SCORE_SOCKET: str(d / SOCKET_NAME)}
+                yield Channel(d)
 
     def replay_plans(self) -> list[ReplayPlan]:
         """First segments (of >= 2 targets) of up to ``causality_audit_ranks`` ranks, each cut at a
@@ -107,12 +123,11 @@ class WitnessedEval:
         return plans
 
     @contextmanager
-    def replay(self, plans: list[ReplayPlan]) -> Iterator[dict[str, str]]:
+    def replay(self, plans: list[ReplayPlan]) -> Iterator[Channel]:
         with _channel_dir() as d:
-            self.channel_dirs.append(str(d))
             self.replayed = CausalityReplay(d / SOCKET_NAME, self.valset, plans)
             with self.replayed:
-                yield {ENV_SCORE_SOCKET: str(d / SOCKET_NAME)}
+                yield Channel(d)
 
     # -- judgement
     def report(self, claimed: dict[str, Any], replay_failure: str | None = None) -> ScoringReport:
