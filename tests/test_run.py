@@ -173,6 +173,7 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     assert result["isolation"]["network"] == ("netns" if netns_available() else "guard")
     assert result["isolation"]["files"] == "staged" and result["isolation"]["violations"] == []
     assert result["val_tokens"] == 501  # the eval phase saw the val shard (and only it)
+    assert result["score_source"] == "self-reported" and result["scoring"] is None  # --eval-protocol v1
     log = (run_dir / "train_seed1.log").read_text()
     assert ':::PGOLF {"event": "train_end"' in log and ':::PGOLF {"event": "eval_end"' in log
     assert (run_dir / "code" / "train_gpt.py").read_bytes() == (FAKE / "train_gpt.py").read_bytes()
