@@ -204,6 +204,25 @@ def test_a_violation_closes_the_channel_with_a_reason(data_dir: Path, tmp_path: 
     assert report.score is None and not os.path.exists(path)
 
 
+def test_extra_scores_are_refused_before_they_are_read(data_dir: Path) -> None:
+    from harness.scoring.session import WitnessedEval
+
+    witness = WitnessedEval(load_valset(data_dir, None, None), world=1, seed=0)
+    with witness.main_pass() as channel:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(str(channel.socket))
+        send_frame(c, {"op": "hello", "rank": 0, "world": 1})
+        recv_frame(c)
+        send_frame(c, {"op": "next", "max_targets": 100})
+        head, _ = recv_frame(c)
+        send_frame(c, {"op": "nll", "index": 0}, np.ones(head["n_targets"] + 1, dtype="<f4"))
+        head, _ = recv_frame(c)
+        assert head["op"] == "error" and "extra scores" in head["message"]
+        c.close()
+    v = {x["rule"]: x for x in witness.report({}).verdicts}
+    assert v["score_coverage"]["verdict"] == "fail" and "extra scores" in v["score_coverage"]["detail"]
+
+
 # --- the trainers, end to end -------------------------------------------------------------------
 
 

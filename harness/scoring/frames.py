@@ -28,6 +28,10 @@ class FrameError(PgolfError):
     """A frame that is malformed, too large, or cut off."""
 
 
+class FrameTooLarge(FrameError):
+    """A frame whose arrays exceed what the receiver expects (checked before reading them)."""
+
+
 class PeerClosed(FrameError):
     """The other end closed the connection between frames."""
 
@@ -89,7 +93,7 @@ def recv_frame(
         dt = DTYPES[spec[0]]
         total += math.prod(spec[1]) * dt.itemsize
         if total > max_array_bytes:
-            raise FrameError(f"frame arrays exceed {max_array_bytes} bytes")
+            raise FrameTooLarge(f"frame arrays exceed {max_array_bytes} bytes")
         a = np.empty(tuple(spec[1]), dtype=dt)
         if a.nbytes:
             recv_exact(sock, a.data.cast("B"))

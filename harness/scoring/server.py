@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from harness.rules import SCORING
 from harness.scoring.audits import LogprobCheck, ReplayCheck, check_logprobs, compare_replay
-from harness.scoring.frames import FrameError, PeerClosed, recv_frame, send_frame
+from harness.scoring.frames import FrameError, FrameTooLarge, PeerClosed, recv_frame, send_frame
 from harness.scoring.plan import rank_ranges, segment_end
 from harness.scoring.valset import ValSet
 
@@ -194,7 +194,12 @@ def _clamp(x: Any, lo: int, hi: int, what: str) -> int:
 
 def _await_nll(conn: socket.socket, rank: int, index: int, n: int) -> npt.NDArray[np.float32]:
     """The NLLs of the segment in flight, checked for count, finiteness and sign."""
-    hdr, arrs = recv_frame(conn, max_array_bytes=4 * (n + 1))
+    try:
+        hdr, arrs = recv_frame(conn, max_array_bytes=4 * n)
+    except FrameTooLarge:
+        raise Violation(
+            COVERAGE, f"rank {rank} segment {index}: more NLLs than its {n} targets (extra scores)"
+        ) from None
     if hdr["op"] != "nll" or hdr.get("index") != index:
         raise Violation(
             ORDER,
