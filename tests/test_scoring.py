@@ -8,6 +8,7 @@ the one it computes itself from the val shards.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -177,6 +178,11 @@ def test_val_files_must_match_the_fetch_lock(data_dir: Path, tmp_path: Path) -> 
     lock.write_text(json.dumps({"files": files}))
     with pytest.raises(ValSetError, match=r"fineweb_val_000000.bin: sha256 .* differs from the lock"):
         load_valset(data_dir, None, lock)
+    for f in files:
+        f["sha256"] = hashlib.sha256((data_dir / Path(f["path"]).name).read_bytes()).hexdigest()
+    lock.write_text(json.dumps({"files": files}))
+    vs = load_valset(data_dir, None, lock)
+    assert vs.lock == "checked against d.lock.json" and all(f["in_lock"] for f in vs.files)
 
 
 def test_a_violation_closes_the_channel_with_a_reason(data_dir: Path, tmp_path: Path) -> None:
@@ -241,6 +247,7 @@ def test_honest_scorer_is_witnessed_and_matches_its_claim(data_dir: Path, tmp_pa
     assert [x["committed"] for x in sc["ranks"]] == [x["end"] - x["first_target"] for x in sc["ranks"]]
     assert len(sc["causality_checks"]) == 2 and all(c["max_abs_diff"] == 0.0 for c in sc["causality_checks"])
     assert "eval_audit" in r["_log"]  # the replay ran as its own process
+    assert 0 < sc["scoring_wall_s"] <= r["eval_phase_wall_s"]
 
 
 def test_skipping_targets_fails_coverage(data_dir: Path, tmp_path: Path) -> None:

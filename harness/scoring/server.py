@@ -29,6 +29,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,9 @@ class RankLedger:
     first: FirstSegment | None = None
     audited_segments: int = 0
     checks: list[LogprobCheck] = field(default_factory=list)
-    replay: ReplayCheck | None = None
     connected: bool = False
+    first_request: float | None = None  # time.monotonic() of the first segment asked for
+    last_commit: float | None = None
 
     @property
     def committed_targets(self) -> int:
@@ -260,6 +262,8 @@ class MainPass(ChannelServer):
             if led.pos >= led.end:
                 send_frame(conn, {"op": "done"})
                 continue
+            if led.first_request is None:
+                led.first_request = time.monotonic()
             asked = _clamp(hdr.get("max_targets"), 1, 1 << 62, "max_targets")
             led.asked_max = max(led.asked_max, asked)
             max_t = min(asked, SCORING.max_segment_targets)
@@ -277,6 +281,7 @@ class MainPass(ChannelServer):
             if index == 0:
                 led.first = FirstSegment(start, c, nll.copy())
             led.pos, led.segments, led.max_served = stop, index + 1, max(led.max_served, n)
+            led.last_commit = time.monotonic()
             send_frame(conn, {"op": "committed", "index": index})
 
     def _audit(

@@ -32,7 +32,7 @@ from harness.errors import PgolfError
 from harness.protocol import ENV_SCORE_SOCKET
 from harness.rules import SCORING
 from harness.scoring.metric import Score, compare_claim, score
-from harness.scoring.server import COVERAGE, ORDER, CausalityReplay, MainPass, ReplayPlan
+from harness.scoring.server import COVERAGE, ORDER, CausalityReplay, MainPass, RankLedger, ReplayPlan
 from harness.scoring.valset import ValSet
 
 SOCKET_NAME = "score.sock"
@@ -80,6 +80,13 @@ def _channel_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _span(ledgers: list[RankLedger]) -> float | None:
+    """Harness clock from the first segment asked for to the last commit, over all ranks."""
+    starts = [led.first_request for led in ledgers if led.first_request is not None]
+    ends = [led.last_commit for led in ledgers if led.last_commit is not None]
+    return round(max(ends) - min(starts), 3) if starts and ends else None
 
 
 def _verdict(rule: str, verdict: str, measured: Any, limit: Any, detail: str) -> dict[str, Any]:
@@ -218,6 +225,7 @@ class WitnessedEval:
             "targets": vs.n_targets,
             "bytes": vs.n_bytes,
             "audit_seed": main.seed,
+            "scoring_wall_s": _span(led_all),
             "ranks": [
                 {
                     "rank": led.rank,
