@@ -5,7 +5,8 @@ a byte sidecar) is written to a temp dir, read and hashed by the harness (``load
 served by ``MainPass`` to 2 rank processes. Each rank runs the reference trainer's own client and
 eval loop (``ScoreClient`` + ``score_stream`` from submission_template/train_gpt.py) with a
 scorer that returns constants, asking for segments the size the flat scorer asks for at its
-defaults (TRAIN_SEQ_LEN 2048, VAL_BATCH_TOKENS 131072), normalization audits included.
+defaults (TRAIN_SEQ_LEN 2048, VAL_BATCH_TOKENS 131072, EVAL_SEGMENT_BATCHES 2: 260,097 targets),
+normalization audits included.
 
 Reference, same run: the same loop over ``LocalSegments`` (the trainer's in-process segment
 source, no socket). Reported: aggregate targets/s, the channel's overhead over the reference,
@@ -43,7 +44,7 @@ TRAINER = REPO / "submission_template" / "train_gpt.py"
 VAL_TARGETS = 47_851_520
 TARGET_S_AT_8 = 2.0
 SEQ, BATCH_TOKENS, VOCAB = 2048, 131_072, 8192
-MAX_TARGETS = (BATCH_TOKENS // SEQ - 1) * SEQ + 1  # what FlatScorer asks for at these settings
+MAX_TARGETS = (2 * BATCH_TOKENS // SEQ - 1) * SEQ + 1  # FlatScorer at these settings (2 batches)
 
 
 def load_trainer() -> Any:

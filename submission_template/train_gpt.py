@@ -158,6 +158,10 @@ class Hyperparameters:
         self.COMPILE = _env("COMPILE", cuda, bool)
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
         self.EVAL_MODE = _env("EVAL_MODE", "flat")  # the scorer make_scorer builds
+        # flat: batches of VAL_BATCH_TOKENS per segment asked for; each segment recomputes about one
+        # chunk (its straddling first and padded last), so more batches waste less (logits are kept
+        # per segment for the normalization audit: ~4 GB per batch at the defaults)
+        self.EVAL_SEGMENT_BATCHES = _env("EVAL_SEGMENT_BATCHES", 2)
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
         self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
@@ -1571,15 +1575,17 @@ class FlatScorer:
     """EVAL_MODE=flat: the val stream in fixed chunks of TRAIN_SEQ_LEN from its start (chunk k
     predicts positions k*L+1 .. k*L+L from the chunk's own tokens), exactly as if it were scored
     whole: a segment asks for the context back to its first chunk's start, so its NLLs do not
-    depend on where segments or ranks begin. Batches of VAL_BATCH_TOKENS; segments are sized so
-    one batch holds one, whose logits are kept until the next segment for the normalization audit."""
+    depend on where segments or ranks begin. Batches of VAL_BATCH_TOKENS; segments are sized to
+    fill EVAL_SEGMENT_BATCHES batches, whose logits are kept until the next segment for the
+    normalization audit."""
 
     def __init__(self, model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None) -> None:
         self.model, self.rt, self.seq = model, rt, hp.TRAIN_SEQ_LEN
         self.per_batch = max(1, hp.VAL_BATCH_TOKENS // self.seq)
         self.context = self.seq
-        # a chunk straddling the segment start is computed again: at most per_batch chunks
-        self.max_targets = max(self.seq, (self.per_batch - 1) * self.seq + 1)
+        # a chunk straddling the segment start is computed again: at most batches * per_batch chunks
+        chunks = max(2, max(1, hp.EVAL_SEGMENT_BATCHES) * self.per_batch)
+        self.max_targets = (chunks - 1) * self.seq + 1
         self.fwd = fwd or model.nll_and_logits
         self.pad_batch = fwd is not None  # compiled: one shape for every batch
         self.logits: list[Tensor] = []
