@@ -389,7 +389,7 @@ class Walls:
                 "pass",
                 "sandbox",
                 None,
-                "each phase saw only its own data, read-only (mount namespace); private /tmp, /dev/shm, HOME",
+                "each phase saw only its own data, read-only (mount namespace); private, empty tmp, /dev/shm and HOME folders",
             ),
             Verdict(
                 "isolation_processes",

@@ -101,6 +101,8 @@ def run_fake(tmp_path: Path, data_dir: Path, mode: str, nproc: int = 2) -> dict[
             "--quiet",
             "--env",
             f"FAKE_SCORE={mode}",
+            "--env",
+            f"FAKE_VAL_FILE={data_dir / 'fineweb_val_000000.bin'}",
             "--train-limit-s",
             "60",
             "--eval-limit-s",
@@ -247,6 +249,8 @@ def test_honest_scorer_is_witnessed_and_matches_its_claim(data_dir: Path, tmp_pa
     assert [x["committed"] for x in sc["ranks"]] == [x["end"] - x["first_target"] for x in sc["ranks"]]
     assert len(sc["causality_checks"]) == 2 and all(c["max_abs_diff"] == 0.0 for c in sc["causality_checks"])
     assert "eval_audit" in r["_log"]  # the replay ran as its own process
+    if r["isolation"]["files"] == "sandbox":  # main pass and replay: no val file by its real path
+        assert r["_log"].count('"val_file": "refused"') == 2 and "readable" not in r["_log"]
     assert 0 < sc["scoring_wall_s"] <= r["eval_phase_wall_s"]
 
 

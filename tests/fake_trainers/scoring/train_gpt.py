@@ -104,6 +104,12 @@ def main():
         event("train_end", step=1)
         return 0
     assert not os.environ.get("DATA_PATH"), "v2: the eval phase gets no val files"
+    if os.environ.get("FAKE_VAL_FILE"):  # nor the real ones, by path (sandboxed)
+        try:
+            open(os.environ["FAKE_VAL_FILE"], "rb").close()
+            event("note", val_file="readable")
+        except OSError:
+            event("note", val_file="refused")
     event("eval_start")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(os.environ["PGOLF_SCORE_SOCKET"])
