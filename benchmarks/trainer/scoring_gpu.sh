@@ -8,10 +8,11 @@
 #  3. scoring_gpu.py: v1, v2 alternating, REPS (default 3) each, on NPROC (default: all GPUs),
 #     with EVAL_MODE (default flat: the fastest scorer, so the channel's share is the largest;
 #     the trainer's own default, sliding stride 64, is ~40x slower per target).
-# Writes $OUT/scoring_gpu.json, the logs under $OUT/scoring_gpu_logs/, and prints a table.
+# Writes $OUT/scoring_gpu.json (OUT default /tmp/scoring_gpu), the logs under $OUT/scoring_gpu_logs/, and prints a table.
 set -euo pipefail
 R=$PWD
 export EVAL_MODE=${EVAL_MODE:-flat}
+OUT=${OUT:-/tmp/scoring_gpu}
 NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
 mkdir -p /tmp/pg/train_only /tmp/pg/val_big
 ln -sf /tmp/pg/train/*.bin /tmp/pg/train_only/
