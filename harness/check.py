@@ -1327,6 +1327,53 @@ def _where_claim_matches(rec: Record, seed: int, key: str, claimed: float) -> st
     return "; no log in the folder reports it"
 
 
+SCORING_RULES = ("score_coverage", "score_order", "normalization", "causality", "claimed_score")
+
+
+def check_score_source(rec: Record) -> list[Finding]:
+    """Witnessed (eval protocol v2: the harness computed val_bpb and audited the scorer) or
+    self-reported (v1, legacy, folders not made by pgolf), per seed, from its result.json."""
+    rule = "score_source"
+    if not rec.seeds:
+        return _no_seeds(rule)
+    out = []
+    for seed in rec.seeds:
+        run = rec.runs[seed]
+        res = run.result or {}
+        ev = (
+            (Evidence(res.get("score_source"), run.result_file, None, "score_source"),)
+            if run.result_file
+            else ()
+        )
+        if res.get("score_source") != "witnessed":
+            how = f"{res.get('protocol', 'unknown')} protocol" if res else "no harness result.json"
+            out.append(
+                Finding(
+                    rule, NOT_VERIFIABLE, f"score self-reported by the trainer ({how})", _subject(seed), ev
+                )
+            )
+            continue
+        verdicts = {v.get("rule"): v for v in res.get("verdicts", []) if isinstance(v, dict)}
+        failed = [
+            f"{r}: {verdicts[r].get('detail')}"
+            for r in SCORING_RULES
+            if verdicts.get(r, {}).get("verdict") == FAIL
+        ]
+        if failed:
+            out.append(Finding(rule, FAIL, "witnessed, but " + "; ".join(failed), _subject(seed), ev))
+        else:
+            out.append(
+                Finding(
+                    rule,
+                    PASS,
+                    "score witnessed: computed by the harness (eval protocol v2)",
+                    _subject(seed),
+                    ev,
+                )
+            )
+    return out
+
+
 def check_seed_scores(rec: Record) -> list[Finding]:
     rule = "seed_scores"
     if not rec.seeds:
@@ -2184,6 +2231,11 @@ CHECK_RULES: tuple[Rule, ...] = (
         "seed_scores",
         "each seed's claimed val_bpb/val_loss equals its log's final metric (within rounding)",
         check_seed_scores,
+    ),
+    Rule(
+        "score_source",
+        "each seed's score was witnessed by the harness (eval protocol v2) or is self-reported",
+        check_score_source,
     ),
     Rule(
         "mean_std",

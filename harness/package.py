@@ -237,6 +237,20 @@ def weakest_isolation(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any
     }
 
 
+def score_source(results: Mapping[int, Mapping[str, Any]]) -> str:
+    """witnessed only when the harness computed every seed's score (eval protocol v2)."""
+    witnessed = all(r.get("score_source") == "witnessed" for r in results.values())
+    return "witnessed" if witnessed and results else "self-reported"
+
+
+SCORE_SOURCE_TEXT = {
+    "witnessed": "Scores witnessed: the harness served the val tokens and computed val_bpb itself "
+    "(eval protocol v2; coverage, order, normalization and causality audited).",
+    "self-reported": "Scores self-reported: computed by the trainer and copied by the harness "
+    "(eval protocol v1 or legacy).",
+}
+
+
 def artifact_size(res: Mapping[str, Any]) -> tuple[int | None, str | None]:
     """(bytes, source): the harness's count, else (legacy protocol) the trainer's claim."""
     if isinstance(res.get("artifact_bytes"), int):
@@ -476,6 +490,8 @@ def render_readme(sub: Mapping[str, Any], template: str) -> str:
     iso = sub["isolation"]
     violations = f"; violations: {_md('; '.join(iso['violations']))}" if iso.get("violations") else ""
     summary = sub["blurb"]
+    if sub.get("score_source") in SCORE_SOURCE_TEXT:
+        summary += " " + SCORE_SOURCE_TEXT[sub["score_source"]]
     if sub.get("technique_summary"):
         summary += f"\n\nTechniques: {sub['technique_summary']}"
     if sub.get("excluded_seeds"):
@@ -855,6 +871,7 @@ def package_run(
             "eval_phase_wall_s": r.get("eval_phase_wall_s"),
             "export_time_s": r.get("export_time_s"),
             "status": r["status"] if r["status"] == "ok" else "failed",
+            "score_source": r.get("score_source", "self-reported"),
             "log_file": RULES.seed_log_name(s),
             "verdicts": r["verdicts"],
             "isolation": r["isolation"],
@@ -909,6 +926,7 @@ def package_run(
         if isinstance((run.run_json or {}).get("run_id"), str)
         else None,
         "protocol": first["protocol"],
+        "score_source": score_source(included),
         "policy": first["policy"],
         "nproc": first.get("nproc"),
         "limits": first["limits"],

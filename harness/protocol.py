@@ -54,3 +54,8 @@ def parse_event(line: str) -> dict[str, Any] | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         return None
     return obj
+
+
+# Eval protocol v2: the harness owns the val set and the metric (harness/scoring/).
+ENV_SCORE_SOCKET = "PGOLF_SCORE_SOCKET"  # Unix socket path; eval ranks get tokens only here
+EVAL_PROTOCOLS = ("v2", "v1")  # v1: the trainer reads val shards and writes RESULT_PATH (self-reported)

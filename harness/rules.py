@@ -237,3 +237,31 @@ class AuditRules:
 
 
 AUDIT_RULES = AuditRules()
+
+
+@dataclass(frozen=True)
+class ScoringRules:
+    """Eval protocol v2 (witnessed scoring): limits and tolerances of the scoring channel."""
+
+    # Most targets one segment may hold, whatever the trainer asks for: bounds what a rank
+    # holds beyond what it has already committed (and so any adaptation inside a segment).
+    max_segment_targets: int = 262_144
+    # Most already-seen tokens the harness sends before a segment's first target.
+    max_context_tokens: int = 8_192
+    # Normalization audit: |logsumexp(log-probs)| and |entry + returned NLL|, nats (float32
+    # log-softmax of bf16-autocast logits is good to ~1e-5; cheating shifts are >= 1e-2).
+    normalization_atol_nats: float = 1e-3
+    audit_positions: int = 4  # target positions audited per audited segment
+    audit_segment_rate: float = 0.05  # share of segments audited, besides each rank's first
+    # Causality audit: replayed NLLs vs the main pass. The replay runs other tensor shapes
+    # (a shorter segment), so bf16 kernels may round differently; looking ahead moves an NLL
+    # by whole nats.
+    causality_atol_nats: float = 0.05
+    causality_audit_ranks: int = 2  # ranks whose first segment is replayed
+    claimed_rtol: float = 1e-6  # trainer's own val_loss / val_bpb vs the witnessed ones
+    negative_nll_atol: float = 1e-6  # float32 rounding of a near-certain target
+    max_frame_header_bytes: int = 1 << 20
+    io_timeout_s: float = 600.0  # one frame; the phase ceiling stops a trainer that hangs
+
+
+SCORING = ScoringRules()

@@ -53,6 +53,7 @@ from harness.protocol import (
     ENV_PHASE,
     ENV_RESULT_PATH,
     ENV_RUN_ID,
+    ENV_SCORE_SOCKET,
     ENV_SEED,
     ENV_TOKENIZER_PATH,
     EV_ARTIFACT,
@@ -61,6 +62,7 @@ from harness.protocol import (
     EV_STEP,
     EV_TRAIN_END,
     EV_TRAIN_START,
+    EVAL_PROTOCOLS,
     PHASE_EVAL,
     PHASE_TRAIN,
     RESULT_KEYS,
@@ -80,9 +82,14 @@ from harness.results import (
 )
 from harness.rules import PHASE_WALLS, RULES
 from harness.sandbox import DATA as SANDBOX_DATA
+from harness.sandbox import ROOT as SANDBOX_ROOT
 from harness.sandbox import Bind, PhaseInputs, SandboxLevel, bwrap_argv, host_facts, phase_spec, sandbox_level
+from harness.scoring.session import Channel, ScoringReport, WitnessedEval
+from harness.scoring.valset import ValSet, ValSetError, load_valset
 from harness.shards import ShardError, list_dataset
 
+PHASE_AUDIT = "eval_audit"  # protocol v2: the causality replay, a fresh eval process (PGOLF_PHASE=eval)
+SCORE_DIR = SANDBOX_ROOT / "score"  # protocol v2: where a sandboxed phase sees the scoring socket's folder
 STAGE_DIR = ".stage"  # per-seed scratch inside RUN_DIR (masked inside the sandbox)
 DEFAULT_SETUP_ALLOWANCE_S = 300.0  # imports, compile, data loading before the trainer's first mark
 COMPLETE_STATUSES = ("ok", "failed")  # what --resume keeps
@@ -144,6 +151,8 @@ class RunConfig:
     status_line: bool = True
     tensorboard_dir: Path | None = None
     data_audit: dict[str, Any] | None = None  # harness/audit.py: overlap of train and val, per dataset
+    eval_protocol: str = "v2"  # native only: v2 witnessed scoring, v1 RESULT_PATH (self-reported)
+    val_token_limit: int = 0  # v2: score only this many targets (rehearsals and tests)
 
 
 def now_iso() -> str:
@@ -380,7 +389,7 @@ class Walls:
                 "pass",
                 "sandbox",
                 None,
-                "each phase saw only its own data, read-only (mount namespace); private /tmp, /dev/shm, HOME",
+                "each phase saw only its own data, read-only (mount namespace); private, empty tmp, /dev/shm and HOME folders",
             ),
             Verdict(
                 "isolation_processes",
@@ -497,9 +506,14 @@ class SeedRunner:
         self.metrics: TensorBoardSink | None = None
         if cfg.tensorboard_dir is not None:
             self.metrics = TensorBoardSink(cfg.tensorboard_dir / run_dir.name / f"seed{seed}")
+        self.valset: ValSet | None = None  # protocol v2: read once per run by run()
+        self.scoring: WitnessedEval | None = None  # protocol v2: the eval phase's witness
+        self.channel: Channel | None = None  # protocol v2: the open scoring socket's folder
 
     # -- events and progress
     def on_event(self, t: float, phase: str, ev: dict[str, Any]) -> str | None:
+        if self.phase == PHASE_AUDIT:  # the replay's own marks and claims are not the eval's
+            return None
         if self.metrics is not None:
             self.metrics.event(t, ev)
         w = self.witness
@@ -542,6 +556,9 @@ class SeedRunner:
             parts.append(f"step {w.steps}")
         if self.phase == PHASE_TRAIN and w.last_loss is not None:
             parts.append(f"loss {w.last_loss:.4f}")
+        if self.phase == PHASE_EVAL and self.scoring is not None and self.scoring.main is not None:
+            done = sum(led.committed_targets for led in self.scoring.main.ledgers)
+            parts.append(f"scored {done:,d}/{self.scoring.valset.n_targets:,d} targets")
         parts.append(f"{elapsed:.0f}/{self.limit:.0f} s, ETA {eta:.0f} s")
         self.live.set_status(" | ".join(parts))
 
@@ -555,6 +572,7 @@ class SeedRunner:
         limit: float,
         log: TextIO,
         sandbox: Callable[[list[str]], list[str]] | None = None,
+        nproc: int | None = None,
     ) -> PhaseOutcome:
         self.phase, self.limit = phase, limit
         self.phase_start = self.clock.now()
@@ -566,7 +584,7 @@ class SeedRunner:
             # Single node: never resolve the hostname (it does not resolve in a
             # `docker run --network none` container, and the rendezvous hangs).
             "--local-addr=127.0.0.1",
-            f"--nproc_per_node={self.cfg.nproc}",
+            f"--nproc_per_node={nproc or self.cfg.nproc}",
             RULES.code_filename,
         ]
         log.write(f"[pgolf] seed {self.seed} phase {phase}: {' '.join(cmd)}\n")
@@ -650,6 +668,8 @@ class SeedRunner:
             "reason": None,
             "rehearsal": self.cfg.rehearsal,
             "protocol": self.cfg.protocol,
+            "score_source": "self-reported",
+            "scoring": None,
             "policy": self.cfg.policy,
             "nproc": self.cfg.nproc,
             "limits": lim,
@@ -690,7 +710,9 @@ class SeedRunner:
 
     # -- native protocol
     def extra_binds(self, phase: str) -> tuple[Bind, ...]:
-        """Writable host folders a phase gets besides its own (e.g. a scoring socket's folder)."""
+        """Writable host folders a phase gets besides its own: eval's scoring socket's folder."""
+        if phase == PHASE_EVAL and self.channel is not None:
+            return (Bind(self.channel.dir, SCORE_DIR),)
         return ()
 
     def launch(
@@ -703,24 +725,33 @@ class SeedRunner:
         env: dict[str, str],
         limit: float,
         log: TextIO,
+        label: str | None = None,
+        nproc: int | None = None,
     ) -> PhaseOutcome:
-        """One phase in the sandbox (or, where there is none, with what this machine allows)."""
-        code = self.work_dir(f"{phase}_code")
+        """One phase in the sandbox (or, where there is none, with what this machine allows).
+
+        ``phase`` is what the trainer sees (``PGOLF_PHASE``); ``label`` names it for the harness
+        (the causality replay is an eval to the trainer, ``eval_audit`` here). No ``data_files``:
+        no ``DATA_PATH`` (eval under protocol v2 gets tokens only through the scoring socket)."""
+        label = label or phase
+        code = self.work_dir(f"{label}_code")
         env = {**self.base_env(), **env, ENV_PHASE: phase, ENV_ARTIFACT_DIR: str(artifact_dir)}
+        env.pop(ENV_DATA_PATH, None)
         if out_dir is not None:
             env[ENV_RESULT_PATH] = str(out_dir / "result.json")
         level = self.level
         if level.bwrap is None:
-            staged = self.stage / f"{phase}_data"
-            stage_symlinks(data_files, staged)
-            private = self.stage / f"{phase}_private"
+            private = self.stage / f"{label}_private"
             (private / "home").mkdir(parents=True)
             (private / "tmp").mkdir()
-            env.update(
-                {ENV_DATA_PATH: str(staged), "HOME": str(private / "home"), "TMPDIR": str(private / "tmp")}
-            )
-            return self._phase(phase, env=env, cwd=code, limit=limit, log=log)
-        env[ENV_DATA_PATH] = str(SANDBOX_DATA)
+            env.update({"HOME": str(private / "home"), "TMPDIR": str(private / "tmp")})
+            if data_files:
+                staged = self.stage / f"{label}_data"
+                stage_symlinks(data_files, staged)
+                env[ENV_DATA_PATH] = str(staged)
+            return self._phase(label, env=env, cwd=code, limit=limit, log=log, nproc=nproc)
+        if data_files:
+            env[ENV_DATA_PATH] = str(SANDBOX_DATA)
         cfg = self.cfg
         inputs = PhaseInputs(
             code_dir=code,
@@ -741,7 +772,13 @@ class SeedRunner:
 
         # bwrap gets the environment on its command line (--clearenv, --setenv).
         return self._phase(
-            phase, sandbox=wrap, cwd=code, env={"PATH": os.environ.get("PATH", "")}, limit=limit, log=log
+            label,
+            sandbox=wrap,
+            cwd=code,
+            env={"PATH": os.environ.get("PATH", "")},
+            limit=limit,
+            log=log,
+            nproc=nproc,
         )
 
     def hidden_paths(self) -> tuple[Path, ...]:
@@ -802,18 +839,24 @@ class SeedRunner:
             result["status"], result["reason"] = "failed", inv.reason() or _changed_reason(changed, digests)
             return
 
-        # ---- eval: only the copy of the artifact's regular files, read-only
+        # ---- eval: only the copy of the artifact's regular files, read-only; under protocol v2
+        # no val file either: tokens come only through the scoring socket
         eval_out = self.stage / "eval_out"
         eval_out.mkdir()
-        ev = self.launch(
-            PHASE_EVAL,
-            data_files=eval_files,
-            artifact_dir=artifact_ro,
-            out_dir=eval_out,
-            env={ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s)},
-            limit=lim.eval_time_limit_s,
-            log=log,
-        )
+        eval_env = {ENV_MAX_WALLCLOCK: _num(lim.eval_time_limit_s)}
+        report: ScoringReport | None = None
+        if cfg.eval_protocol == "v2":
+            ev, report = self.eval_witnessed(artifact_ro, eval_out, eval_env, log)
+        else:
+            ev = self.launch(
+                PHASE_EVAL,
+                data_files=eval_files,
+                artifact_dir=artifact_ro,
+                out_dir=eval_out,
+                env=eval_env,
+                limit=lim.eval_time_limit_s,
+                log=log,
+            )
         result["eval_phase_wall_s"] = round(ev.wall_s, 3)
         if ev.leftover_pids:
             walls = walls.with_leftovers(PHASE_EVAL, len(ev.leftover_pids))
@@ -827,12 +870,26 @@ class SeedRunner:
             result["eval_time_s"] = result["eval_phase_wall_s"]
         crash = self.crash_reason(PHASE_EVAL, ev, lim.eval_time_limit_s)
         metrics: dict[str, Any] | None = None
-        if crash is None:
-            metrics, crash = read_metrics(eval_out / "result.json")
+        result_path = eval_out / "result.json"
+        if report is not None:
+            apply_scoring(result, report)
+            if result_path.exists():
+                shutil.copy2(result_path, self.sd / "eval_result.json")
+        elif crash is None:
+            metrics, crash = read_metrics(result_path)
         if metrics is not None:
             result.update({k: metrics[k] for k in RESULT_KEYS})
-            shutil.copy2(eval_out / "result.json", self.sd / "eval_result.json")
+            shutil.copy2(result_path, self.sd / "eval_result.json")
         result["verdicts"] = self.verdicts(result, walls, checks, clock)
+        if report is not None:
+            result["verdicts"] += report.verdicts
+            if report.protocol_broken:  # the break, not the crash it causes, is the reason
+                crash = None
+            elif crash is not None and not any(r["segments"] for r in report.evidence["ranks"]):
+                crash += (
+                    f" (eval protocol v2: no rank scored through {ENV_SCORE_SOCKET}; a trainer that"
+                    " reads val shards and writes RESULT_PATH needs --eval-protocol v1)"
+                )
         if crash is not None:
             result["status"], result["reason"] = "crashed", crash
             return
@@ -842,6 +899,50 @@ class SeedRunner:
             result["reason"] = "; ".join(f"{v['rule']}: {v['detail']}" for v in failed)
         else:
             result["status"], result["reason"] = "ok", None
+
+    def eval_witnessed(
+        self, artifact_ro: Path, eval_out: Path, env: dict[str, str], log: TextIO
+    ) -> tuple[PhaseOutcome, ScoringReport]:
+        """Protocol v2: the eval ranks get the val stream only through the scoring channel; then a
+        fresh process (same sandbox, its own socket) replays some ranks' first segments (causality
+        audit)."""
+        assert self.valset is not None
+        lim = self.cfg.limits
+        witness = self.scoring = WitnessedEval(self.valset, self.cfg.nproc)
+        with witness.main_pass() as self.channel:
+            ev = self.launch(
+                PHASE_EVAL,
+                data_files=[],
+                artifact_dir=artifact_ro,
+                out_dir=eval_out,
+                env={**env, **self.channel.env()},  # the sandbox maps the host path to SCORE_DIR
+                limit=lim.eval_time_limit_s,
+                log=log,
+            )
+        self.channel = None
+        replay_failure = None
+        plans = witness.replay_plans() if ev.returncode == 0 and not ev.killed else []
+        if plans:
+            audit_out = self.stage / "audit_out"  # the replay's own RESULT_PATH, never read
+            audit_out.mkdir()
+            with witness.replay(plans) as self.channel:
+                audit = self.launch(
+                    PHASE_EVAL,
+                    label=PHASE_AUDIT,
+                    nproc=len(plans),
+                    data_files=[],
+                    artifact_dir=artifact_ro,
+                    out_dir=audit_out,
+                    env={**env, **self.channel.env()},
+                    limit=lim.eval_time_limit_s,
+                    log=log,
+                )
+            self.channel = None
+            if audit.returncode != 0 or audit.killed:
+                replay_failure = self.exit_reason(PHASE_AUDIT, audit)
+        claimed, _ = read_metrics(eval_out / "result.json")
+        claim = claimed or self.witness.claimed.get("eval_end") or {}
+        return ev, witness.report(claim, replay_failure)
 
     def crash_reason(self, phase: str, out: PhaseOutcome, limit: float) -> str | None:
         lim = self.cfg.limits
@@ -997,6 +1098,7 @@ class SeedRunner:
         if facts.model_bytes is not None:
             claimed["model_bytes"] = facts.model_bytes.value
         result["claimed"] = claimed
+        result["score_source"] = "self-reported"
         # Only the whole process is witnessed: an upper bound on training; the trainer's own
         # figures stay under "claimed".
         result["train_time_s"] = wall
@@ -1059,6 +1161,14 @@ class SeedRunner:
             result["status"], result["reason"] = "failed", "a limit failed"
         else:
             result["status"], result["reason"] = "ok", None
+
+
+def apply_scoring(result: dict[str, Any], report: ScoringReport) -> None:
+    """The harness's own score (None unless every target was scored) and the scoring evidence."""
+    result["score_source"] = "witnessed"
+    result["scoring"] = report.evidence
+    if report.score is not None:
+        result.update(report.score.as_dict())
 
 
 def _nonfinite(x: Any) -> bool:
@@ -1150,6 +1260,8 @@ def check_inputs(cfg: RunConfig) -> None:
         )
     if not entry.is_file():
         raise RunError(f"{entry}: not found, expected the submission's {RULES.code_filename}")
+    if cfg.eval_protocol not in EVAL_PROTOCOLS:
+        raise RunError(f"--eval-protocol {cfg.eval_protocol}: expected one of {', '.join(EVAL_PROTOCOLS)}")
     if cfg.nproc < 1:
         raise RunError(f"--nproc {cfg.nproc}: expected at least 1")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
@@ -1229,6 +1341,12 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     fp = fingerprint(code_sha256=code_digest(files), lock_sha256=lock_sha)
     cfg.data_audit = audit_before_training(cfg, lock)
     dataset = list_dataset(cfg.data_dir)
+    valset = None
+    if cfg.protocol == "native" and cfg.eval_protocol == "v2":
+        try:
+            valset = load_valset(cfg.data_dir, cfg.tokenizer_path, lock, cfg.val_token_limit)
+        except ValSetError as exc:
+            raise RunError(str(exc)) from None
     prior: dict[str, Any] = {}
     rp = run_dir / RUN_FILE
     if rp.exists():
@@ -1242,6 +1360,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "status": "running",
         "rehearsal": cfg.rehearsal,
         "protocol": cfg.protocol,
+        "eval_protocol": cfg.eval_protocol if cfg.protocol == "native" else None,
         "policy": cfg.policy,
         "nproc": cfg.nproc,
         "device": resolve_device(cfg, fp),
@@ -1295,6 +1414,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 what = "one process (legacy)" if cfg.protocol == "legacy" else "train then eval"
                 live.note(f"seed {seed} ({i}/{len(cfg.seeds)}): {what}, {cfg.nproc} process(es)")
                 sr = SeedRunner(cfg, run_dir, seed, i, live, fp)
+                sr.valset = valset
                 try:
                     result = sr.run()
                 except KeyboardInterrupt:

@@ -4,8 +4,10 @@ quantized artifact, evaluate the artifact in bits per byte.
 
 Run modes (the pgolf native protocol, DESIGN §4):
   PGOLF_PHASE=train  DATA_PATH holds only fineweb_train_*.bin; writes ARTIFACT_DIR/model.pgq.
-  PGOLF_PHASE=eval   DATA_PATH holds only fineweb_val_*.bin (+ fineweb_val_bytes_*.bin sidecars);
-                     reads ARTIFACT_DIR (nothing else), writes RESULT_PATH.
+  PGOLF_PHASE=eval   reads ARTIFACT_DIR (nothing else). Protocol v2 (PGOLF_SCORE_SOCKET set): val
+                     segments come from the harness, which computes the score; v1: DATA_PATH holds
+                     only fineweb_val_*.bin (+ fineweb_val_bytes_*.bin sidecars). Writes its own
+                     figures to RESULT_PATH when set (in v2, a claim the harness compares).
   (unset)            standalone: train, export, then evaluate the export in one process.
 Launch with `torchrun --standalone --nproc_per_node=N train_gpt.py` or plain `python train_gpt.py`.
 NCCL on GPUs, gloo on CPU.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import functools
 import glob
 import io
+import itertools
 import json
 import math
 import os
@@ -40,7 +43,6 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -65,6 +67,7 @@ PHASE_EVAL = "eval"
 EVENT_PREFIX = ":::PGOLF "
 EV_TRAIN_START, EV_STEP, EV_VAL, EV_TRAIN_END = "train_start", "step", "val", "train_end"
 EV_ARTIFACT, EV_EVAL_START, EV_EVAL_END = "artifact", "eval_start", "eval_end"
+ENV_SCORE_SOCKET = "PGOLF_SCORE_SOCKET"  # eval protocol v2: the harness serves the val segments
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_INTS = 20240520, 1, 256
 ARTIFACT_NAME = "model.pgq"
 PROCESS_T0 = time.perf_counter()  # BUDGET_FROM=process counts from here
@@ -155,6 +158,10 @@ class Hyperparameters:
         # runtime
         self.COMPILE = _env("COMPILE", cuda, bool)
         self.EVAL_COMPILE = _env("EVAL_COMPILE", False, bool)  # eval is short: eager by default
+        # EVAL_MODE=flat: batches of VAL_BATCH_TOKENS per segment asked for; each segment recomputes one
+        # chunk (its straddling first and padded last), so more batches waste less (logits are kept
+        # per segment for the normalization audit: ~4 GB per batch at the defaults)
+        self.EVAL_SEGMENT_BATCHES = _env("EVAL_SEGMENT_BATCHES", 2)
         self.SDPA_GQA = _env("SDPA_GQA", "native")  # native: enable_gqa; repeat: expand K/V heads
         self.USE_FLASH_ATTN = _env("USE_FLASH_ATTN", True, bool)  # flash-attn 3 or 4 when importable
         self.PREFETCH = _env("PREFETCH", True, bool)  # prepare step n+1's batch during step n
@@ -189,9 +196,12 @@ class Hyperparameters:
         self.RANS_GROUPS = _env("RANS_GROUPS", "attn,mlp,embed")  # level streams: rANS, not brotli
         self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
         # eval scorers (issue 20; "Eval scorers" section): how each val target gets its context
-        self.EVAL_MODE = _env("EVAL_MODE", "flat")  # flat | sliding | doc | ttt
+        # the eval phase's scorer, flat | sliding | doc | ttt; measured on the H200 (one artifact,
+        # benchmarks/trainer/runs/27): flat 1.13160, sliding stride 64 1.06928 at 41,796 tok/s on one
+        # GPU (full val on 8 GPUs ~143 s), doc stride 64 1.07143; ttt 1.21735 (worse) at 2,661 tok/s
+        self.EVAL_MODE = _env("EVAL_MODE", "sliding")
         self.EVAL_WINDOW = _env("EVAL_WINDOW", 0)  # inputs per window; 0 = TRAIN_SEQ_LEN
-        self.EVAL_STRIDE = _env("EVAL_STRIDE", 256)  # sliding / doc: targets per window
+        self.EVAL_STRIDE = _env("EVAL_STRIDE", 64)  # sliding / doc: targets per window
         self.EVAL_SEGMENT_TOKENS = _env("EVAL_SEGMENT_TOKENS", 32768)  # targets a segment may hold
         self.EVAL_BATCH_TOKENS = _env("EVAL_BATCH_TOKENS", 65536)  # window tokens per forward
         self.EVAL_LOG_EVERY_S = _env("EVAL_LOG_EVERY_S", 30.0)  # progress line interval
@@ -665,6 +675,12 @@ class GPT(nn.Module):
         """Mean next-token loss (nats)."""
         z = self.logits(self.hidden(idx))
         return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))
+
+    def nll_and_logits(self, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token NLL (nats) and the logits it came from (B, T, vocab)."""
+        z = self.logits(self.hidden(idx))
+        nll = F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1), reduction="none")
+        return nll.view(targets.shape), z
 
     def token_nll(self, idx: Tensor, targets: Tensor) -> Tensor:
         z = self.logits(self.hidden(idx))
@@ -1411,139 +1427,315 @@ def load_model_from_artifact(path: str, hp: Hyperparameters, rt: Runtime) -> GPT
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluation: every val token scored once, in fixed groups of sequences that do not depend on the
-# world size, per-sequence sums in float64 summed in sequence order -> identical across ranks.
+# Evaluation: segments of the val stream, scored one at a time (pgolf eval protocol v2).
+# Under `pgolf run` the harness owns the val set and the metric: ranks get segments through the
+# Unix socket PGOLF_SCORE_SOCKET and return one NLL per target; the next segment comes only after
+# the last was committed. Standalone and v1 (RESULT_PATH) run the same loop over the same
+# segments cut here from the val shards, so this file's own number equals the witnessed one.
+# Wire format (harness/scoring/frames.py): uint32 LE header length, JSON header (its "arrays":
+# [[dtype, shape], ...]), then the raw little-endian arrays; <u2 tokens/bytes, <f4 scores.
 
 
-def evaluate(
-    model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime, fwd=None
-):
-    seq = hp.TRAIN_SEQ_LEN
-    n_pred = len(tokens) - 1
-    starts = list(range(0, n_pred, seq))  # sequence s predicts tokens[s+1 : s+1+len]
-    per_group = max(1, hp.VAL_BATCH_TOKENS // seq)
-    groups = [starts[i : i + per_group] for i in range(0, len(starts), per_group)]
-    seq_nll = torch.zeros(len(starts), dtype=torch.float64)
-    fwd = fwd or model.token_nll
-    model.eval()
-    with torch.no_grad():
-        for gi in range(rt.rank, len(groups), rt.world):
-            g = groups[gi]
-            full = [s for s in g if s + seq <= n_pred]
-            parts = [full] + [[s] for s in g if s + seq > n_pred]  # a short tail sequence on its own
-            for part in parts:
-                if not part:
-                    continue
-                ln = min(seq, n_pred - part[0])
-                x = torch.from_numpy(np.stack([tokens[s : s + ln] for s in part])).to(rt.device)
-                y = torch.from_numpy(np.stack([tokens[s + 1 : s + 1 + ln] for s in part])).to(rt.device)
-                with rt.autocast():
-                    nll = fwd(x, y)
-                sums = nll.float().double().sum(dim=1).cpu()
-                for j, s in enumerate(part):
-                    seq_nll[s // seq] = sums[j]
-    if rt.distributed:  # each entry is non-zero on one rank only: the sum is exact
-        seq_nll = seq_nll.to(rt.device)
-        dist.all_reduce(seq_nll)
-        seq_nll = seq_nll.cpu()
-    nll_sum = math.fsum(seq_nll.tolist())
-    n_bytes = int(tok_bytes[1 : n_pred + 1].sum())
-    val_loss = nll_sum / n_pred
-    return {
-        "val_loss": val_loss,
-        "val_bpb": nll_sum / math.log(2) / n_bytes,
-        "val_tokens": n_pred,
-        "val_bytes": n_bytes,
-    }
+class Segment:
+    """One segment to score: ``tokens`` (uint16) are ``context`` tokens already in the stream, then
+    the ``n_targets`` targets (its last n_targets positions); ``target_bytes`` (uint16, one per
+    target) their bytes of the original text; ``index`` its number on this rank; ``start`` the
+    stream position of its first target."""
+
+    __slots__ = ("index", "n_targets", "start", "target_bytes", "tokens")
+
+    def __init__(self, tokens, n_targets: int, target_bytes=None, index: int = 0, start: int = 0) -> None:
+        self.tokens, self.n_targets, self.target_bytes = tokens, int(n_targets), target_bytes
+        self.index, self.start = int(index), int(start)
+
+    @property
+    def context(self) -> int:
+        return len(self.tokens) - self.n_targets
+
+
+def send_frame(sock, header: dict, *arrays: np.ndarray) -> None:
+    arrays = tuple(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")) for a in arrays)
+    specs = [[a.dtype.str, list(a.shape)] for a in arrays]
+    raw = json.dumps({**header, "arrays": specs}, separators=(",", ":")).encode()
+    sock.sendall(struct.pack("<I", len(raw)) + raw)
+    for a in arrays:
+        if a.nbytes:
+            sock.sendall(memoryview(a).cast("B"))
+
+
+def _recv_into(sock, buf: memoryview) -> None:
+    got = 0
+    while got < len(buf):
+        n = sock.recv_into(buf[got:])
+        if n == 0:
+            raise TrainerError("scoring channel: the harness closed the connection")
+        got += n
+
+
+def recv_frame(sock) -> tuple[dict, list]:
+    head = bytearray(4)
+    _recv_into(sock, memoryview(head))
+    raw = bytearray(struct.unpack("<I", head)[0])
+    _recv_into(sock, memoryview(raw))
+    header = json.loads(raw.decode())
+    arrays = []
+    for dtype, shape in header.pop("arrays", []):
+        if dtype not in ("<u2", "<f4"):
+            raise TrainerError(f"scoring channel: unexpected array dtype {dtype!r}")
+        a = np.empty(shape, dtype=dtype)
+        if a.nbytes:
+            _recv_into(sock, memoryview(a).cast("B"))
+        arrays.append(a)
+    if header.get("op") == "error":
+        raise TrainerError(f"scoring channel: the harness refused: {header.get('message')}")
+    return header, arrays
+
+
+class ScoreClient:
+    """This rank's end of the harness's scoring channel."""
+
+    def __init__(self, path: str, rank: int, world: int) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            raise TrainerError(f"{ENV_SCORE_SOCKET}={path}: cannot connect ({e.strerror})") from None
+        send_frame(self.sock, {"op": "hello", "rank": rank, "world": world})
+        self.welcome, _ = recv_frame(self.sock)
+
+    def next(self, max_targets: int, context: int) -> Segment | None:
+        send_frame(self.sock, {"op": "next", "max_targets": int(max_targets), "context": int(context)})
+        h, arrs = recv_frame(self.sock)
+        if h["op"] == "done":
+            return None
+        return Segment(arrs[0], h["n_targets"], arrs[1], h["index"], h["start"])
+
+    def submit(self, seg: Segment, nll: np.ndarray, logprobs) -> None:
+        """Return the NLLs; answer an audit with logprobs(target_indices); wait for the commit."""
+        send_frame(self.sock, {"op": "nll", "index": seg.index}, np.asarray(nll, dtype="<f4"))
+        h, _ = recv_frame(self.sock)
+        if h["op"] == "audit":
+            lp = np.asarray(logprobs(h["targets"]), dtype="<f4")
+            send_frame(self.sock, {"op": "logprobs", "index": seg.index}, lp)
+            h, _ = recv_frame(self.sock)
+        if h["op"] != "committed" or h.get("index") != seg.index:
+            raise TrainerError(f"scoring channel: expected the commit of segment {seg.index}, got {h}")
+
+    def close(self) -> None:
+        try:
+            send_frame(self.sock, {"op": "bye"})
+        finally:
+            self.sock.close()
+
+
+def rank_ranges(doc_starts: np.ndarray, n_positions: int, world: int) -> list[tuple[int, int]]:
+    """Mirror of harness/scoring/plan.py: contiguous target ranges [a, b) covering [1, n), cut at the
+    document start nearest to each equal split (ties: the earlier)."""
+    bounds = [1]
+    for i in range(1, world):
+        ideal = 1 + i * (n_positions - 1) // world
+        j = int(np.searchsorted(doc_starts, ideal))
+        below = int(doc_starts[j - 1]) if j > 0 else None
+        above = int(doc_starts[j]) if j < doc_starts.size else None
+        if below is None and above is None:
+            b = n_positions
+        elif below is None or (above is not None and above - ideal < ideal - below):
+            b = above
+        else:
+            b = below
+        bounds.append(max(bounds[-1], b))
+    bounds.append(n_positions)
+    return list(itertools.pairwise(bounds))
+
+
+def segment_end(doc_starts: np.ndarray, pos: int, end: int, max_targets: int) -> int:
+    """Mirror of harness/scoring/plan.py: whole documents up to max_targets (a longer one is cut)."""
+    limit = min(end, pos + max_targets)
+    if limit == end:
+        return end
+    j = int(np.searchsorted(doc_starts, limit, side="right")) - 1
+    if j >= 0 and int(doc_starts[j]) > pos:
+        return int(doc_starts[j])
+    return limit
+
+
+class LocalSegments:
+    """Standalone / v1: the harness's segments, cut here from the val arrays (caps included)."""
+
+    MAX_SEGMENT_TARGETS, MAX_CONTEXT_TOKENS = 262_144, 8_192  # harness/rules.py ScoringRules
+
+    def __init__(self, tokens: np.ndarray, tok_bytes: np.ndarray, rank: int, world: int) -> None:
+        self.tokens = np.asarray(tokens, dtype=np.uint16)
+        self.bytes = np.asarray(tok_bytes, dtype=np.uint16)
+        starts = np.flatnonzero(self.tokens == 1)
+        self.doc_starts = starts[starts > 0]
+        self.pos, self.end = rank_ranges(self.doc_starts, len(self.tokens), world)[rank]
+        self.index = 0
+
+    def next(self, max_targets: int, context: int) -> Segment | None:
+        if self.pos >= self.end:
+            return None
+        start = self.pos
+        stop = segment_end(self.doc_starts, start, self.end, min(max_targets, self.MAX_SEGMENT_TARGETS))
+        c = min(max(1, context), self.MAX_CONTEXT_TOKENS, start)
+        seg = Segment(self.tokens[start - c : stop], stop - start, self.bytes[start:stop], self.index, start)
+        self.pos, self.index = stop, self.index + 1
+        return seg
+
+    def submit(self, seg: Segment, nll: np.ndarray, logprobs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FlatScorer:
+    """EVAL_MODE=flat: the val stream in fixed chunks of TRAIN_SEQ_LEN from its start (chunk k
+    predicts positions k*L+1 .. k*L+L from the chunk's own tokens), exactly as if it were scored
+    whole: a segment asks for the context back to its first chunk's start, so its NLLs do not
+    depend on where segments or ranks begin. Batches of VAL_BATCH_TOKENS; segments are sized to
+    fill EVAL_SEGMENT_BATCHES batches, whose logits are kept until the next segment for the
+    normalization audit."""
+
+    def __init__(self, model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None) -> None:
+        self.model, self.rt, self.seq = model, rt, hp.TRAIN_SEQ_LEN
+        self.per_batch = max(1, hp.VAL_BATCH_TOKENS // self.seq)
+        self.context = self.seq
+        # a chunk straddling the segment start is computed again: at most batches * per_batch chunks
+        chunks = max(2, max(1, hp.EVAL_SEGMENT_BATCHES) * self.per_batch)
+        self.max_targets = (chunks - 1) * self.seq + 1
+        self.fwd = fwd or model.nll_and_logits
+        self.pad_batch = fwd is not None  # compiled: one shape for every batch
+        self.logits: list[Tensor] = []
+        self.skip = 0  # predictions before the segment's first target (in its first chunk)
+
+    @torch.no_grad()
+    def score(self, seg: Segment) -> np.ndarray:
+        self.model.eval()
+        self.logits = []
+        L, n = self.seq, seg.n_targets
+        lead = (seg.start - 1) % L + 1  # tokens from the first chunk's start to the first target
+        if seg.context < lead:
+            raise TrainerError(
+                f"segment {seg.index}: {seg.context} context token(s), the flat scorer needs {lead}"
+            )
+        ids = torch.from_numpy(seg.tokens[seg.context - lead :].astype(np.int64))
+        m = ids.numel() - 1  # predictions: lead - 1 before the first target, then the n targets
+        self.skip = m - n
+        chunks = -(-m // L)
+        x = torch.zeros(chunks * L, dtype=torch.int64)
+        y = torch.zeros(chunks * L, dtype=torch.int64)
+        x[:m], y[:m] = ids[:-1], ids[1:]
+        x, y = x.view(chunks, L), y.view(chunks, L)
+        out = []
+        for b in range(0, chunks, self.per_batch):
+            xb, yb = x[b : b + self.per_batch], y[b : b + self.per_batch]
+            rows = xb.size(0)
+            if self.pad_batch and rows < self.per_batch:
+                xb = torch.cat([xb, xb.new_zeros(self.per_batch - rows, L)])
+                yb = torch.cat([yb, yb.new_zeros(self.per_batch - rows, L)])
+            with self.rt.autocast():
+                nll, z = self.fwd(xb.to(self.rt.device), yb.to(self.rt.device))
+            out.append(nll[:rows].float().reshape(-1))
+            self.logits.append(z[:rows].reshape(rows * L, -1))
+        return torch.cat(out)[self.skip : self.skip + n].cpu().numpy()
+
+    @torch.no_grad()
+    def logprobs(self, seg: Segment, target_indices) -> np.ndarray:
+        per = self.per_batch * self.seq
+        flat = [self.skip + int(i) for i in target_indices]
+        rows = [self.logits[f // per][f % per] for f in flat]
+        return torch.log_softmax(torch.stack(rows).float(), dim=-1).cpu().numpy()
+
+    def committed(self, seg: Segment) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------
-# Eval scorers (issue 20): what the eval loop calls for each segment of a rank's contiguous range
-# of the val stream. A segment is whole documents (or a cut of a long one) plus at least the one
-# token before its first target. score() returns one NLL (nats) per target; logprobs() the full
-# log-prob rows at targets the harness audits, from the same state; committed() is the only place
-# an adaptive scorer learns from a segment, after its scores were committed (score first).
-# Every target's context is fixed by positions alone, never by where a segment ends, so scores
-# are causal and a replay of a rank's first segment cut anywhere reproduces them.
+# Eval scorers: what score_stream calls for each segment of a rank's contiguous range of the val
+# stream, in order. `max_targets` is the segment size a scorer asks for, `context` the preceding
+# tokens it asks for (the harness, and LocalSegments, send up to that many, never before the
+# stream's start). score() returns one NLL (nats) per target; logprobs() the full log-prob rows at
+# targets the harness audits, from the same state; committed() is the only place an adaptive
+# scorer learns from a segment, after its scores were committed (score first); close() takes
+# adapters off the model. Every target's context is fixed by its stream position alone (chunks and
+# windows on a grid from the stream's start), so scores do not depend on where segments or ranks
+# begin or end, and a replay of a rank's first segment cut anywhere reproduces them.
 
 BOS_ID = 1
-NO_DOC = -(1 << 62)  # the document of inputs before the first BOS seen (a position none can have)
-
-
-class Segment(NamedTuple):  # not a dataclass: those need the module in sys.modules (importlib loads)
-    tokens: np.ndarray  # uint16; the last n_targets positions are the targets, the rest context
-    n_targets: int
+NO_DOC = -(1 << 62)  # the document of inputs before the first BOS in view (a position none can have)
 
 
 class WindowScorer:
-    """Each target is predicted from a window of at most `window` inputs ending just before it.
-    A segment's targets split into pieces (runs whose input lies in one document); each piece into
-    groups of `stride` targets from its start; a group's window is the `window` inputs ending at
-    its last nominal input, cut at the start of the known stream and, with docs=True, at the
-    document's BOS. stride == window is flat chunking; a smaller stride gives every target at
-    least window - stride tokens of context. Earlier segments (committed) are kept as context,
-    `window` tokens of them."""
+    """EVAL_MODE=sliding / doc: each target is predicted from a window of at most `window` inputs
+    ending just before it. Targets are grouped on a grid of `stride` from the stream's start (group
+    g: positions g*stride+1 .. (g+1)*stride); a group's window is the `window` inputs ending at the
+    group's last input, so each target sees at least window - stride tokens (stride == window is
+    flat chunking). docs=True also cuts a window at its targets' document start (BOS): a group that
+    holds two documents' targets splits in two. The scorer asks for `window` tokens of context, as
+    far back as any window reaches, so it keeps nothing between segments but their order and the
+    document the last one ended in (runs/27 on the H200: sliding stride 64 is 0.062 bpb better than
+    flat at 41,796 tok/s on one GPU)."""
 
     def __init__(self, model: GPT, rt: Runtime, window: int, stride: int, docs: bool, batch_tokens: int,
-                 segment_targets: int) -> None:  # fmt: skip
+                 max_targets: int) -> None:  # fmt: skip
         if not 1 <= stride <= window:
             raise TrainerError(f"EVAL_STRIDE={stride}: expected 1 <= stride <= window ({window})")
+        if window > LocalSegments.MAX_CONTEXT_TOKENS:
+            raise TrainerError(
+                f"EVAL_WINDOW={window}: expected at most {LocalSegments.MAX_CONTEXT_TOKENS} (the context cap)"
+            )
         self.model, self.rt, self.window, self.stride, self.docs = model, rt, window, stride, docs
-        self.batch_tokens, self.segment_targets = max(batch_tokens, window), segment_targets
-        self.split_docs = docs  # pieces end at document starts (TTT: a bank per document)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream (a new, unrelated one follows)."""
-        self.buf = np.zeros(0, dtype=np.int64)  # the last `window` tokens before the next target
-        self.buf_start = 0  # stream position of buf[0]
-        self.bos_before = NO_DOC  # position of the last BOS before buf_start
+        self.batch_tokens, self.max_targets, self.context = max(batch_tokens, window), max_targets, window
+        self.split_docs = docs  # groups end at document starts (TTT: a bank per document)
+        self.next_start: int | None = None  # a rank's segments follow each other
+        self.last_doc = NO_DOC  # document (its BOS position) of the last input scored
         self.h: Tensor | None = None  # last segment's final hidden states at its targets
 
     def _windows(self, seg: Segment):
-        """(stream, its start position, first target position, windows (start, end, t0, t1, doc))."""
-        tokens = np.asarray(seg.tokens, dtype=np.int64)
-        k = len(tokens) - seg.n_targets
-        if seg.n_targets < 1 or k < 1:
-            raise TrainerError(f"segment of {len(tokens)} tokens, {seg.n_targets} targets: need >= 1 of each")
-        m = min(k, self.buf.size)
-        if m and not np.array_equal(self.buf[self.buf.size - m :], tokens[k - m : k]):
-            raise TrainerError("segment's context does not continue the stream scored so far")
-        if self.buf.size == 0:  # a rank's first segment: stream positions from its first token
-            self.buf, self.buf_start = tokens[:k], 0
-        elif k > self.buf.size:  # more context than was kept (positions may go below 0)
-            self.buf, self.buf_start = tokens[:k], self.buf_start + self.buf.size - k
-        full = np.concatenate((self.buf, tokens[k:]))
-        start = self.buf_start
-        a, e = start + self.buf.size, start + full.size
-        bos = np.flatnonzero(full == BOS_ID) + start
+        """(windows (start, end, first target, end target, doc), stream position of seg.tokens[0])."""
+        n, k, a = seg.n_targets, seg.context, seg.start
+        if n < 1 or k < 1:
+            raise TrainerError(f"segment {seg.index}: {k} context token(s), {n} target(s): need >= 1 of each")
+        if self.next_start is not None and a != self.next_start:
+            raise TrainerError(
+                f"segment {seg.index} starts at {a}: does not continue the stream scored so far "
+                f"(next target {self.next_start})"
+            )
+        if k < min(self.window, a):
+            raise TrainerError(
+                f"segment {seg.index}: {k} context token(s), the window needs {min(self.window, a)}"
+            )
+        start, e = a - k, a + n
+        bos = np.flatnonzero(np.asarray(seg.tokens) == BOS_ID) + start
         inputs = np.arange(a - 1, e - 1)
         j = np.searchsorted(bos, inputs, side="right") - 1
-        doc = np.where(j >= 0, bos[np.maximum(j, 0)] if bos.size else 0, self.bos_before)  # input's doc
-        cuts = list(np.flatnonzero(doc[1:] != doc[:-1]) + 1) if self.split_docs else []
+        doc = np.where(j >= 0, bos[np.maximum(j, 0)] if bos.size else 0, self.last_doc)  # input's doc
+        cuts = set((np.flatnonzero((inputs[1:] % self.stride) == 0) + 1).tolist())  # grid: t-1 = g*stride
+        if self.split_docs:
+            cuts.update((np.flatnonzero(doc[1:] != doc[:-1]) + 1).tolist())
         wins = []
-        for p0, p1 in zip([0, *cuts], [*cuts, len(doc)], strict=True):
-            t0, t1, d = a + int(p0), a + int(p1), int(doc[p0])
-            clip = max(start, d) if self.docs else start
-            for q0 in range(t0, t1, self.stride):
-                q1 = min(t1, q0 + self.stride)
-                ws = max(clip, q0 + self.stride - 1 - self.window)  # nominal: not where q1 fell
-                wins.append((ws, q1 - 1, q0, q1, d))
-        # keep `window` tokens for the next segment, and the last BOS before them
-        keep = full[-self.window :]
-        new_start = e - keep.size
-        older = bos[bos < new_start]
-        self.bos_before = int(older[-1]) if older.size else self.bos_before
-        self.buf, self.buf_start = keep, new_start
-        return full, start, a, wins
+        for p0, p1 in itertools.pairwise(sorted({0, n, *cuts})):
+            q0, q1, d = a + p0, a + p1, int(doc[p0])
+            nominal_end = ((q0 - 1) // self.stride + 1) * self.stride  # the group's last input + 1
+            ws = max(start, d if self.docs else start, nominal_end - self.window)
+            wins.append((ws, q1 - 1, q0, q1, d))
+        self.next_start, self.last_doc = e, int(doc[-1])
+        return wins, start
 
     def _bank(self, doc: int) -> int:
         return 0
 
     def _hidden(self, seg: Segment) -> tuple[Tensor, Tensor, list]:
         """Final hidden states at the segment's targets (in order), the targets, the windows."""
-        full, start, a, wins = self._windows(seg)
-        n, dev = seg.n_targets, self.rt.device
+        wins, start = self._windows(seg)
+        full = np.asarray(seg.tokens, dtype=np.int64)
+        n, a, dev = seg.n_targets, seg.start, self.rt.device
         order = sorted(range(len(wins)), key=lambda i: wins[i][0] - wins[i][1])  # longest first
         parts, where = [], []
         i = 0
@@ -1719,80 +1911,69 @@ class TTTScorer(WindowScorer):
             torch._foreach_addcdiv_([p[0] for p in self.params], m, denom, value=-self.lr * corr)
 
 
-def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime):
-    """The scorer EVAL_MODE names: flat (chunks of TRAIN_SEQ_LEN), sliding (EVAL_WINDOW inputs,
-    EVAL_STRIDE targets per window, across documents), doc (the same, cut at each document's
-    start), ttt (score-first LoRA test-time training). scorer.segment_targets is the segment size
-    to ask the harness for (EVAL_SEGMENT_TOKENS; TTT_CHUNK for ttt); close() takes adapters off."""
+def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None, mode: str | None = None):
+    """The scorer EVAL_MODE (or `mode`) names: flat (chunks of TRAIN_SEQ_LEN; `fwd` a compiled
+    nll_and_logits), sliding (EVAL_WINDOW inputs, EVAL_STRIDE targets per window, across documents),
+    doc (the same, cut at each document's start), ttt (score-first LoRA test-time training: worse
+    than sliding on the H200, benchmarks/trainer/runs/27, so off by default)."""
+    mode = mode or hp.EVAL_MODE
     window = hp.EVAL_WINDOW or hp.TRAIN_SEQ_LEN
-    seg, bt = hp.EVAL_SEGMENT_TOKENS, hp.EVAL_BATCH_TOKENS
-    if hp.EVAL_MODE == "flat":
-        return WindowScorer(model, rt, hp.TRAIN_SEQ_LEN, hp.TRAIN_SEQ_LEN, False, bt, seg)
-    if hp.EVAL_MODE in ("sliding", "doc"):
-        return WindowScorer(model, rt, window, min(hp.EVAL_STRIDE, window), hp.EVAL_MODE == "doc", bt, seg)
-    if hp.EVAL_MODE == "ttt":
+    if mode == "flat":
+        return FlatScorer(model, hp, rt, fwd)
+    if mode in ("sliding", "doc"):
+        stride = min(hp.EVAL_STRIDE, window)
+        return WindowScorer(
+            model, rt, window, stride, mode == "doc", hp.EVAL_BATCH_TOKENS, hp.EVAL_SEGMENT_TOKENS
+        )
+    if mode == "ttt":
         return TTTScorer(model, rt, hp, window)
-    raise TrainerError(f"EVAL_MODE={hp.EVAL_MODE!r}: expected flat, sliding, doc or ttt")
+    raise TrainerError(f"EVAL_MODE={mode!r}: expected flat, sliding, doc or ttt")
 
 
-def rank_range(tokens: np.ndarray, rank: int, world: int) -> tuple[int, int]:
-    """This rank's contiguous range of target positions of [1, n): boundaries at the document
-    starts nearest to an equal split (the harness's rule, harness/scoring/plan.py)."""
-    n = len(tokens)
-    starts = np.flatnonzero(tokens == BOS_ID)
-    bounds = [1]
-    for i in range(1, world):
-        ideal = 1 + i * (n - 1) // world
-        j = int(np.searchsorted(starts, ideal))
-        near = [int(s) for s in starts[max(0, j - 1) : j + 1]]
-        b = min(near, key=lambda s: (abs(s - ideal), s)) if near else n
-        bounds.append(max(bounds[-1], b))
-    bounds.append(n)
-    return bounds[rank], bounds[rank + 1]
-
-
-def local_segments(tokens: np.ndarray, lo: int, hi: int, max_targets: int):
-    """The segments the harness would serve for targets [lo, hi): whole documents up to
-    max_targets targets, a longer document cut; one token of context each."""
-    starts = np.flatnonzero(tokens == BOS_ID)
-    pos = lo
-    while pos < hi:
-        limit = min(hi, pos + max_targets)
-        j = int(np.searchsorted(starts, limit, side="right")) - 1
-        end = int(starts[j]) if limit < hi and j >= 0 and starts[j] > pos else limit
-        yield Segment(np.asarray(tokens[pos - 1 : end], dtype=np.uint16), end - pos)
-        pos = end
-
-
-def evaluate_segments(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters,
-                      rt: Runtime, scorer=None) -> dict:  # fmt: skip
-    """val metrics with the EVAL_MODE scorer over local segments (standalone / pre-harness)."""
-    own = scorer is None
-    scorer = make_scorer(model, hp, rt) if scorer is None else scorer
-    lo, hi = rank_range(tokens, rt.rank, rt.world)
+def score_stream(scorer, source, rt: Runtime, log_every_s: float = 0.0) -> dict:
+    """The eval loop: next segment, score it, hand the NLLs over, learn from it once committed."""
+    sums, n_targets, n_bytes = [], 0, 0
     t0 = last = time.perf_counter()
-    sums, done = [], 0
-    for seg in local_segments(tokens, lo, hi, scorer.segment_targets):
+    total = getattr(source, "targets", None)
+    while (seg := source.next(scorer.max_targets, scorer.context)) is not None:
         nll = scorer.score(seg)
         if nll.shape != (seg.n_targets,) or not np.isfinite(nll).all():
-            raise TrainerError(
-                f"EVAL_MODE={hp.EVAL_MODE}: bad scores for a segment of {seg.n_targets} targets"
-            )
+            raise TrainerError(f"segment {seg.index}: scores are not {seg.n_targets} finite values")
+        source.submit(seg, nll, functools.partial(scorer.logprobs, seg))
         scorer.committed(seg)
         sums.append(float(nll.astype(np.float64).sum()))
-        done += seg.n_targets
-        if time.perf_counter() - last > hp.EVAL_LOG_EVERY_S:
+        n_targets += seg.n_targets
+        n_bytes += int(seg.target_bytes.sum(dtype=np.int64))
+        if log_every_s and time.perf_counter() - last > log_every_s:
             last, el = time.perf_counter(), time.perf_counter() - t0
-            rt.log(f"eval[{hp.EVAL_MODE}] rank 0: {done:,d}/{hi - lo:,d} targets, {el:.0f}s, "
-                   f"{done / el:,.0f} tok/s, ETA {(hi - lo - done) * el / max(1, done):.0f}s")  # fmt: skip
-    if own:
+            eta = f", ETA {(total - n_targets) * el / n_targets:.0f}s" if total else ""
+            rt.log(f"eval rank {rt.rank}: {n_targets:,d}/{total or 0:,d} targets, {el:.0f}s, "
+                   f"{n_targets / el:,.0f} tok/s{eta}")  # fmt: skip
+    source.close()
+    tot = torch.tensor([math.fsum(sums), n_targets, n_bytes], dtype=torch.float64)
+    if rt.distributed:
+        tot = tot.to(rt.device)
+        dist.all_reduce(tot)
+        tot = tot.cpu()
+    nll_sum, n_targets, n_bytes = float(tot[0]), int(tot[1]), int(tot[2])
+    return {
+        "val_loss": nll_sum / n_targets,
+        "val_bpb": nll_sum / math.log(2) / n_bytes,
+        "val_tokens": n_targets,
+        "val_bytes": n_bytes,
+    }
+
+
+def evaluate(model: GPT, tokens: np.ndarray, tok_bytes: np.ndarray, hp: Hyperparameters, rt: Runtime,
+             fwd=None, mode: str = "flat") -> dict:  # fmt: skip
+    """The val arrays scored through the segment loop in this process (`mode`: an EVAL_MODE; the
+    checks during and after training are flat, the eval phase uses EVAL_MODE)."""
+    scorer = make_scorer(model, hp, rt, fwd, mode)
+    try:
+        source = LocalSegments(tokens, tok_bytes, rt.rank, rt.world)
+        return score_stream(scorer, source, rt, hp.EVAL_LOG_EVERY_S)
+    finally:
         scorer.close()
-    total = torch.tensor([math.fsum(sums), float(done)], dtype=torch.float64, device=rt.device)
-    rt.all_reduce_(total)
-    nll_sum, n_pred = float(total[0]), int(total[1])
-    n_bytes = int(tok_bytes[1:].sum())
-    return {"val_loss": nll_sum / n_pred, "val_bpb": nll_sum / math.log(2) / n_bytes, "val_tokens": n_pred,
-            "val_bytes": n_bytes}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2026,13 +2207,20 @@ def phase_eval(hp: Hyperparameters, rt: Runtime) -> dict:
     rt.event(EV_EVAL_START)
     art = os.path.join(hp.ARTIFACT_DIR, ARTIFACT_NAME)
     model = load_model_from_artifact(art, hp, rt)
-    tokens, tok_bytes, source = load_validation(hp)
-    fwd = torch.compile(model.token_nll, dynamic=False) if hp.EVAL_COMPILE else None
-    if hp.EVAL_MODE == "flat":
-        res = evaluate(model, tokens, tok_bytes, hp, rt, fwd)
-    else:  # the issue-20 scorers over local segments
-        res = evaluate_segments(model, tokens, tok_bytes, hp, rt)
-    rt.log(f"eval: {res['val_tokens']:,d} tokens, {res['val_bytes']:,d} bytes (from {source})")
+    fwd = torch.compile(model.nll_and_logits, dynamic=False) if hp.EVAL_COMPILE else None
+    scorer = make_scorer(model, hp, rt, fwd)
+    socket_path = os.environ.get(ENV_SCORE_SOCKET, "")
+    if socket_path:  # protocol v2: tokens come from the harness, which computes the score itself
+        source, where = ScoreClient(socket_path, rt.rank, rt.world), "the harness's scoring channel"
+    else:
+        tokens, tok_bytes, bytes_from = load_validation(hp)
+        source = LocalSegments(tokens, tok_bytes, rt.rank, rt.world)
+        where = f"DATA_PATH (bytes from {bytes_from})"
+    try:
+        res = score_stream(scorer, source, rt, hp.EVAL_LOG_EVERY_S)
+    finally:
+        scorer.close()
+    rt.log(f"eval[{hp.EVAL_MODE}]: {res['val_tokens']:,d} targets, {res['val_bytes']:,d} bytes from {where}")
     rt.log(f"final val_loss {res['val_loss']:.6f} val_bpb {res['val_bpb']:.6f}")
     rt.event(EV_EVAL_END, **res)
     if rt.master and hp.RESULT_PATH:

@@ -336,6 +336,8 @@ def test_run_records_the_audit_once_per_dataset_and_package_shows_it(tmp_path: P
                 str(tmp_path / out),
                 "--seeds",
                 "1",
+                "--eval-protocol",  # the fake reads val shards in eval
+                "v1",
                 "--env",
                 "FAKE_MODE=ok",
                 "--quiet",

@@ -104,8 +104,17 @@ def stream(proxy_dir: Path) -> np.ndarray:
     return np.concatenate([toks[s : s + n] for s, n in zip(starts, lengths, strict=True)])
 
 
-def _segments(tokens: np.ndarray, max_targets: int) -> list[Any]:
-    return list(T.local_segments(tokens, 1, len(tokens), max_targets))
+def _segments(tokens: np.ndarray, max_targets: int, context: int = 64) -> list[Any]:
+    """One rank's segments as the harness serves them (LocalSegments mirrors it): whole documents
+    up to max_targets, `context` tokens before each (the window the scorers ask for)."""
+    source = T.LocalSegments(tokens, np.ones_like(tokens), 0, 1)
+    return list(iter(lambda: source.next(max_targets, context), None))
+
+
+def _seg(tokens: np.ndarray, lo: int, hi: int, context: int = 64) -> Any:
+    """Targets [lo, hi) of `tokens` with up to `context` tokens before them."""
+    c = min(context, lo)
+    return T.Segment(tokens[lo - c : hi].astype(np.uint16), hi - lo, np.ones(hi - lo, np.uint16), 0, lo)
 
 
 def _score_all(model: Any, rt: Any, hp: Any, segs: list[Any], commit: bool = True) -> list[np.ndarray]:
@@ -123,29 +132,43 @@ def _score_all(model: Any, rt: Any, hp: Any, segs: list[Any], commit: bool = Tru
 
 def test_local_segments_cover_each_rank_range_once_in_whole_documents(stream: np.ndarray) -> None:
     starts = set(np.flatnonzero(stream == BOS).tolist())
-    ranges = [T.rank_range(stream, r, 3) for r in range(3)]
+    sources = [T.LocalSegments(stream, np.ones_like(stream), r, 3) for r in range(3)]
+    ranges = [(s.pos, s.end) for s in sources]
     assert ranges[0][0] == 1 and ranges[-1][1] == len(stream)
     assert all(a[1] == b[0] and b[0] in starts for a, b in itertools.pairwise(ranges))
-    for lo, hi in ranges:
+    for (lo, hi), source in zip(ranges, sources, strict=True):
         pos = lo
-        for seg in T.local_segments(stream, lo, hi, 100):
-            k = len(seg.tokens) - seg.n_targets
-            assert k == 1 and seg.n_targets <= 100 and seg.tokens.dtype == np.uint16
-            assert np.array_equal(seg.tokens, stream[pos - 1 : pos + seg.n_targets])
+        while (seg := source.next(100, 30)) is not None:
+            k = seg.context
+            assert k == min(30, pos) and seg.n_targets <= 100 and seg.tokens.dtype == np.uint16
+            assert seg.start == pos and np.array_equal(seg.tokens, stream[pos - k : pos + seg.n_targets])
             end = pos + seg.n_targets
             assert end == hi or end in starts or seg.n_targets == 100  # whole documents or a cut
             pos = end
         assert pos == hi
 
 
-def test_flat_scorer_equals_the_trainers_evaluate(model: Any, rt: Any, stream: np.ndarray) -> None:
-    """In one segment, flat is evaluate()'s chunking (smaller segments restart the chunks)."""
-    hp = _hp("flat", EVAL_SEGMENT_TOKENS=len(stream))
-    byte_counts = np.ones_like(stream)
-    ref = T.evaluate(model, stream, byte_counts, hp, rt)
-    got = T.evaluate_segments(model, stream, byte_counts, hp, rt)
-    assert got["val_tokens"] == ref["val_tokens"] == len(stream) - 1
-    assert got["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-6)
+@pytest.mark.parametrize("world", [1, 3])
+def test_flat_scorer_is_the_stream_in_chunks_from_its_start(
+    world: int, model: Any, rt: Any, stream: np.ndarray
+) -> None:
+    """Flat is the whole stream cut in TRAIN_SEQ_LEN chunks from its start, whatever the segments
+    (EVAL_SEGMENT_BATCHES=1: several segments) and however many ranks share it."""
+    hp = _hp("flat", VAL_BATCH_TOKENS=128, EVAL_SEGMENT_BATCHES=1)
+    L = hp.TRAIN_SEQ_LEN
+    ref = []
+    with torch.no_grad():
+        for c in range(0, len(stream) - 1, L):
+            x = torch.from_numpy(stream[c : c + L + 1])
+            ref.append(model.token_nll(x[None, :-1], x[None, 1:])[0])
+    scorer = T.make_scorer(model, hp, rt)
+    got = []
+    for r in range(world):
+        source = T.LocalSegments(stream, np.ones_like(stream), r, world)
+        while (seg := source.next(scorer.max_targets, scorer.context)) is not None:
+            got.append(scorer.score(seg))
+    assert sum(len(g) for g in got) == len(stream) - 1 and len(got) > world
+    np.testing.assert_allclose(np.concatenate(got), torch.cat(ref).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_sliding_with_stride_equal_to_window_is_flat(model: Any, rt: Any, stream: np.ndarray) -> None:
@@ -171,9 +194,7 @@ def test_scores_do_not_depend_on_later_tokens(mode: str, model: Any, rt: Any, st
         changed[t + 1 :] = rng.integers(4, 8192, len(stream) - t - 1)
         # the same segments (the harness cuts them from the real stream), other tokens after t
         ends = np.cumsum([1] + [s.n_targets for s in segs])
-        resegs = [
-            T.Segment(changed[lo - 1 : hi].astype(np.uint16), hi - lo) for lo, hi in itertools.pairwise(ends)
-        ]
+        resegs = [_seg(changed, lo, hi) for lo, hi in itertools.pairwise(ends.tolist())]
         got = np.concatenate(_score_all(model, rt, hp, resegs))
         # targets are positions 1..n-1: those up to t are the first t scores
         np.testing.assert_allclose(got[:t], base[:t], rtol=1e-5, atol=1e-5)
@@ -189,8 +210,8 @@ def test_first_segment_cut_anywhere_replays_in_a_fresh_scorer(mode: str, model: 
     seg = _segments(stream, 400)[0]
     full = _score_all(model, rt, hp, [seg])[0]
     for cut in (1, 17, seg.n_targets // 2, seg.n_targets - 1):
-        k = len(seg.tokens) - seg.n_targets
-        part = T.Segment(seg.tokens[: k + cut], cut)
+        k = seg.context
+        part = T.Segment(seg.tokens[: k + cut], cut, seg.target_bytes[:cut], 0, seg.start)
         np.testing.assert_allclose(_score_all(model, rt, hp, [part])[0], full[:cut], rtol=1e-5, atol=1e-5)
 
 
@@ -268,7 +289,7 @@ def test_full_eval_over_proxy_val_gives_a_finite_bpb(mode: str, model: Any, rt: 
     hp.DATA_PATH = str(proxy_dir / "sp8192_caseops")
     hp.VAL_TOKEN_LIMIT = 1500
     tokens, tok_bytes, source = T.load_validation(hp)
-    res = T.evaluate_segments(model, tokens, tok_bytes, hp, rt)
+    res = T.evaluate(model, tokens, tok_bytes, hp, rt, mode=hp.EVAL_MODE)
     assert source == "sidecar" and res["val_tokens"] == 1500 and res["val_bytes"] == int(tok_bytes[1:].sum())
     assert math.isfinite(res["val_bpb"]) and 0 < res["val_bpb"] < 20
     assert not any(p.requires_grad is False for p in model.parameters())  # adapters taken off
@@ -283,9 +304,13 @@ def test_bad_eval_settings_are_one_line_errors(model: Any, rt: Any) -> None:
         with pytest.raises(T.TrainerError, match=word):
             T.make_scorer(model, hp, rt).close()
     scorer = T.make_scorer(model, _hp("doc"), rt)
-    scorer.score(T.Segment(np.array([5, BOS, 7, 9], dtype=np.uint16), 3))
-    with pytest.raises(T.TrainerError, match="does not continue"):
-        scorer.score(T.Segment(np.array([8, 11], dtype=np.uint16), 1))
+    scorer.score(T.Segment(np.array([5, BOS, 7, 9], dtype=np.uint16), 3, None, 0, 1))
+    with pytest.raises(T.TrainerError, match="does not continue"):  # a rank's segments are in order
+        scorer.score(T.Segment(np.array([8, 11], dtype=np.uint16), 1, None, 1, 9))
+    with pytest.raises(T.TrainerError, match="context"):  # less than the window it asked for
+        T.make_scorer(model, _hp("doc"), rt).score(
+            T.Segment(np.arange(10, 20, dtype=np.uint16), 2, None, 0, 100)
+        )
 
 
 def test_eval_phase_runs_a_scorer_from_an_artifact(
@@ -307,17 +332,14 @@ def test_eval_phase_runs_a_scorer_from_an_artifact(
     assert res["val_tokens"] == 1000 and math.isfinite(res["val_bpb"])
 
 
-@pytest.mark.parametrize("mode", ["sliding", "ttt"])
+@pytest.mark.parametrize("mode", ["flat", "sliding", "doc", "ttt"])
 def test_more_context_per_segment_changes_nothing(mode: str, model: Any, rt: Any, stream: np.ndarray) -> None:
-    """The scorer keeps the context it needs itself: segments that carry 100 tokens of context
-    (more than the scorer keeps) score exactly as segments that carry one."""
+    """A scorer reads only the context its windows need: segments that carry 150 tokens of context
+    (more than the 64 it asks for) score exactly as segments that carry what it asked for."""
     hp = _hp(mode)
     segs = _segments(stream, hp.TTT_CHUNK if mode == "ttt" else hp.EVAL_SEGMENT_TOKENS)
     ends = np.cumsum([1] + [s.n_targets for s in segs])
-    wide = [segs[0]] + [
-        T.Segment(stream[max(0, lo - 100) : hi].astype(np.uint16), hi - lo)
-        for lo, hi in itertools.pairwise(ends[1:].tolist())
-    ]
+    wide = [_seg(stream, lo, hi, 150) for lo, hi in itertools.pairwise(ends.tolist())]
     np.testing.assert_allclose(
         np.concatenate(_score_all(model, rt, hp, wide)),
         np.concatenate(_score_all(model, rt, hp, segs)),

@@ -195,7 +195,7 @@ def run_crashing(
 ):
     return pgolf(
         "run", str(CRASHING), "--data-dir", str(data), "--out", str(run_dir), "--seeds", seeds,
-        "--env", f"FAKE_MODE={mode}", *extra, env=env,
+        "--eval-protocol", "v1", "--env", f"FAKE_MODE={mode}", *extra, env=env,
     )  # fmt: skip
 
 
@@ -288,7 +288,7 @@ def test_tensorboard_without_its_writer_is_refused_up_front(tmp_path: Path) -> N
     data = make_data(tmp_path / "data")
     proc = subprocess.run(
         [sys.executable, "-c", probe, "run", str(CRASHING), "--data-dir", str(data), "--out", str(tmp_path / "r"),
-         "--tensorboard", str(tmp_path / "tb")],
+         "--eval-protocol", "v1", "--tensorboard", str(tmp_path / "tb")],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 1

@@ -639,6 +639,8 @@ def test_package_a_real_pgolf_run_and_rerun_the_packed_folder(tmp_path: Path, pr
             "--out",
             str(run),
             "--quiet",
+            "--eval-protocol",  # this fake reads val shards and writes RESULT_PATH
+            "v1",
         ]
     )
     assert rc == 0
@@ -663,6 +665,8 @@ def test_package_a_real_pgolf_run_and_rerun_the_packed_folder(tmp_path: Path, pr
             "--out",
             str(rerun),
             "--quiet",
+            "--eval-protocol",  # this fake reads val shards and writes RESULT_PATH
+            "v1",
         ]
     )
     assert rc == 0

@@ -172,7 +172,7 @@ def pod_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> list[P
     jobs = []
     for name, seeds in (("pod-a", "42,0"), ("pod-b", "1234")):
         cmd = [sys.executable, "-m", "harness", "run", str(FAKE), "--data-dir", str(data_dir)]
-        cmd += ["--out", str(root / name), "--seeds", seeds, "--quiet"]
+        cmd += ["--out", str(root / name), "--seeds", seeds, "--quiet", "--eval-protocol", "v1"]
         jobs.append(
             subprocess.Popen(
                 cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -268,6 +268,8 @@ def test_gather_refuses_other_code(pod_runs: list[Path], data_dir: Path, tmp_pat
         "--seeds",
         "7",
         "--quiet",
+        "--eval-protocol",
+        "v1",
         env={"PGOLF_IMAGE": IMAGE},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

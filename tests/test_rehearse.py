@@ -140,6 +140,11 @@ def test_rehearsal_with_two_cpu_processes_ends_in_a_rehearsal_folder(tmp_path: P
     assert result["rehearsal"] is True and result["nproc"] == 2
     assert result["limits"]["train_time_limit_s"] == 60.0 and result["limits"]["eval_time_limit_s"] == 60.0
     assert {v["verdict"] for v in result["verdicts"]} == {"pass"}
+    # the score is the harness's own (eval protocol v2), every scoring audit ran and passed
+    assert result["score_source"] == "witnessed"
+    assert {"score_coverage", "score_order", "normalization", "causality"} <= {
+        v["rule"] for v in result["verdicts"]
+    }
     unigram = embedded(verify=False).unigram_bpb
     assert result["val_bpb"] < unigram - 0.1, (result["val_bpb"], unigram)
     assert result["val_bytes"] == embedded(verify=False).manifest["val"]["original_bytes"]
@@ -147,6 +152,7 @@ def test_rehearsal_with_two_cpu_processes_ends_in_a_rehearsal_folder(tmp_path: P
     assert len(records) == 1 and records[0].name.endswith("_Rehearsal")
     submission = json.loads((records[0] / "submission.json").read_text())
     assert submission["rehearsal"] is True and submission["track"] == "non_record_16mb"
+    assert submission["score_source"] == "witnessed"
     assert (records[0] / "train_gpt.py").read_bytes() == (template_dir() / "train_gpt.py").read_bytes()
     assert (records[0] / "train_seed42.log").is_file()
     assert f"unigram baseline of the rehearsal data: {unigram:.4f}" in proc.stdout

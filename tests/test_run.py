@@ -81,6 +81,8 @@ def run_fake(
         "--env",
         f"FAKE_MODE={mode}",
         "--quiet",
+        "--eval-protocol",  # this fake reads val shards and writes RESULT_PATH (test_scoring: v2)
+        "v1",
         *extra,
         env=env,
     )
@@ -178,6 +180,7 @@ def test_two_process_run_is_witnessed_by_the_harness(tmp_path: Path, data_dir: P
     assert result["isolation"]["sandbox"] == sandbox_level().name
     assert result["isolation"]["violations"] == []
     assert result["val_tokens"] == 501  # the eval phase saw the val shard (and only it)
+    assert result["score_source"] == "self-reported" and result["scoring"] is None  # --eval-protocol v1
     log = (run_dir / "train_seed1.log").read_text()
     assert ':::PGOLF {"event": "train_end"' in log and ':::PGOLF {"event": "eval_end"' in log
     assert (run_dir / "code" / "train_gpt.py").read_bytes() == (FAKE / "train_gpt.py").read_bytes()
@@ -316,6 +319,8 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
         "FAKE_SLEEP_S=60",
         "--env",
         f"FAKE_MARK={mark}",
+        "--eval-protocol",
+        "v1",
     ]
     harness = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -345,6 +350,8 @@ def test_resume_after_a_killed_run_keeps_finished_seeds(tmp_path: Path, data_dir
         "1,2,3",
         "--resume",
         "--quiet",
+        "--eval-protocol",
+        "v1",
     )
     assert proc.returncode == 0, proc.stderr
     assert "seed 1 (1/3): already ok, kept (--resume)" in proc.stderr
@@ -377,6 +384,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path, data_dir: 
         "FAKE_SLEEP_S=60",
         "--env",
         f"FAKE_MARK={mark}",
+        "--eval-protocol",
+        "v1",
     ]
     # As from a terminal: SIGINT not ignored, even when these tests run in a background job.
     harness = subprocess.Popen(

@@ -91,6 +91,8 @@ def run_cheat(
             "--policy",
             policy,
             "--quiet",
+            "--eval-protocol",  # the cheats read val shards in eval (v2's eval gets none: test_scoring)
+            "v1",
             "--env",
             f"CHEAT={cheat}",
             "--env",

@@ -154,13 +154,18 @@ def test_exported_model_beats_unigram_baseline(evaluated_1proc: dict, caseops: P
     assert end["val_bpb"] == res["val_bpb"]
 
 
-def test_eval_is_bit_identical_on_two_processes(
+def test_eval_is_the_same_on_two_processes(
     staged: dict[str, Path], trained: dict, evaluated_1proc: dict, tokenizers_dir: Path
 ) -> None:
     p, result = _eval(staged, trained["artifact_dir"], tokenizers_dir, 2, "2proc")
     assert p.returncode == 0, p.stderr[-3000:]
     two = json.loads(result.read_text())
-    assert two == evaluated_1proc["result"]  # exact equality, float64 sums included
+    one = evaluated_1proc["result"]
+    # Every target's NLL is the same on any number of ranks (the flat scorer chunks the stream
+    # from its start, wherever segments begin); only the float64 sums group differently.
+    assert (two["val_tokens"], two["val_bytes"]) == (one["val_tokens"], one["val_bytes"])
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-12)
+    assert two["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-12)
     # rank 0 alone prints events
     assert sum(1 for e in _events(p.stdout) if e["event"] == EV_EVAL_END) == 1
 

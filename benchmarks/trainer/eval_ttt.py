@@ -31,7 +31,6 @@ FULL_GPUS = 8
 
 VARIANTS = [  # cheap first; TTT last, the default settings first among them
     "flat (evaluate):",
-    "flat:EVAL_MODE=flat",
     "sliding s512:EVAL_MODE=sliding,EVAL_STRIDE=512",
     "sliding s256:EVAL_MODE=sliding,EVAL_STRIDE=256",
     "sliding s64:EVAL_MODE=sliding,EVAL_STRIDE=64",
@@ -147,7 +146,7 @@ def main() -> int:
         if mode == "evaluate":
             res = T.evaluate(model, tokens, tok_bytes, vhp, rt)
         else:
-            res = T.evaluate_segments(model, tokens, tok_bytes, vhp, rt)
+            res = T.evaluate(model, tokens, tok_bytes, vhp, rt, mode=vhp.EVAL_MODE)
         rt.sync()
         dt = time.perf_counter() - t0
         rate[mode] = n / dt

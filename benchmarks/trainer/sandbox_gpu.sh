@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 18 on a GPU: a short `pgolf run` of submission_template (the reference trainer, CUDA,
 # NCCL when NPROC > 1) inside the bubblewrap sandbox and the same run with --no-sandbox, in one
-# call; prints each run's isolation and step time, and their ratio.
+# call; prints each run's isolation, step time and witnessed score (eval protocol v2: the eval
+# phase, and the causality replay after it, get the val set only through the scoring socket bound
+# into the sandbox; the trainer's default EVAL_MODE, sliding stride 64), and the step time ratio.
 # Run from the repo root after gpu_prep.sh (data in /tmp/pg/all, brotli in /tmp/site).
 # Carried besides gpu_prep.sh's files: .carry/deb/bubblewrap_*.deb (as for bwrap_probe.sh; `apt-get download bubblewrap`),
 # unpacked with dpkg -x into /tmp/bwrap (no network, no apt there); the harness finds it via PGOLF_BWRAP.
@@ -47,7 +49,9 @@ for mode in ("sandbox", "no-sandbox"):
           f"steps {r['steps']}, step_avg_ms {r['step_avg_ms']}, train {r['train_time_s']} s, "
           f"export {r.get('export_time_s')} s, train phase {r['train_phase_wall_s']} s, "
           f"eval phase {r['eval_phase_wall_s']} s, val_bpb {r['val_bpb']}, "
-          f"isolation {v.get('isolation_network')}/{v.get('isolation_files')}/{v.get('isolation_processes')}")
+          f"isolation {v.get('isolation_network')}/{v.get('isolation_files')}/{v.get('isolation_processes')}, "
+          f"score {r.get('score_source')} (coverage/order/normalization/causality {v.get('score_coverage')}/"
+          f"{v.get('score_order')}/{v.get('normalization')}/{v.get('causality')})")
 a, b = rows["sandbox"]["step_avg_ms"], rows["no-sandbox"]["step_avg_ms"]
 if a and b:
     print(f"step time sandboxed / unsandboxed = {a / b:.4f} ({a:.2f} ms vs {b:.2f} ms)")

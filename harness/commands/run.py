@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.commands import HelpFormatter
 from harness.errors import PgolfError
 from harness.launch import DEFAULT_KILL_GRACE_S
+from harness.protocol import EVAL_PROTOCOLS
 from harness.results import RUN_FILE
 from harness.rules import RULES
 from harness.runner import Limits, RunConfig, run
@@ -153,6 +154,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="native: train and eval phases (PGOLF_PHASE); legacy: one process, scores read from its log",
     )
     p.add_argument(
+        "--eval-protocol",
+        choices=EVAL_PROTOCOLS,
+        default="v2",
+        help="native: v2 the harness serves the val set and computes the score (witnessed); "
+        "v1 the eval phase reads val shards and writes RESULT_PATH (self-reported)",
+    )
+    p.add_argument(
+        "--val-token-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="v2: score only the first N targets (quick tests and rehearsals, never a record)",
+    )
+    p.add_argument(
         "--no-sandbox",
         action="store_true",
         help="run phases without the bubblewrap sandbox (every isolation verdict becomes not-verifiable)",
@@ -196,6 +211,8 @@ def main(args: argparse.Namespace) -> int:
         command=["pgolf", *sys.argv[1:]],
         legacy_final_pattern=args.legacy_final_pattern,
         sandbox=not args.no_sandbox,
+        eval_protocol=args.eval_protocol,
+        val_token_limit=args.val_token_limit,
     )
     summary = run(cfg)
     print(f"pgolf run: {summary['status']}: {out / RUN_FILE}")
