@@ -439,3 +439,20 @@ def make_run_dir(
         jsonschema.validate(run, load_schema("run"))
         (path / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", "utf-8")
     return path
+
+
+def write_tiny_dataset(d: Path, lock: bool = True) -> Path:
+    """A tiny dataset in the challenge's shard format: one train shard, one val shard and its sidecar
+    (and, with ``lock``, a stand-in fetch lock beside them)."""
+    import numpy as np
+
+    from harness.shards import write_shard
+
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_shard(d / "fineweb_train_000000.bin", np.concatenate([[1], rng.integers(2, 100, 2000)]))
+    write_shard(d / "fineweb_val_000000.bin", np.concatenate([[1], rng.integers(2, 100, 500)]))
+    write_shard(d / "fineweb_val_bytes_000000.bin", np.concatenate([[0], np.full(500, 3)]))
+    if lock:
+        (d / "tiny.lock.json").write_text('{"files": "as pgolf fetch writes them"}\n')
+    return d

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from fixtures_run import write_tiny_dataset
 
 from harness.pods import make_plan, task_yaml
-from harness.shards import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE = REPO / "tests" / "fake_trainers" / "native"
@@ -156,12 +155,7 @@ def test_skypilot_parses_the_task_with_each_pods_seeds(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    write_shard(d / "fineweb_train_000000.bin", np.concatenate([[1], rng.integers(2, 100, 2000)]))
-    write_shard(d / "fineweb_val_000000.bin", np.concatenate([[1], rng.integers(2, 100, 500)]))
-    write_shard(d / "fineweb_val_bytes_000000.bin", np.concatenate([[0], np.full(500, 3)]))
-    (d / "tiny.lock.json").write_text('{"files": "as pgolf fetch writes them"}\n')
-    return d
+    return write_tiny_dataset(d)
 
 
 @pytest.fixture(scope="module")

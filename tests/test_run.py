@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import pytest
+from fixtures_run import write_tiny_dataset
 from foreground import as_foreground  # tests/ is on sys.path (rootdir conftest)
 
 from harness.results import load_schema, read_events, read_result
 from harness.sandbox import sandbox_level
-from harness.shards import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE = REPO / "tests" / "fake_trainers" / "native"
@@ -37,12 +36,7 @@ pytestmark = pytest.mark.slow
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dataset in the challenge's shard format: one train shard, one val shard and its sidecar."""
     d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    write_shard(d / "fineweb_train_000000.bin", np.concatenate([[1], rng.integers(2, 100, 2000)]))
-    write_shard(d / "fineweb_val_000000.bin", np.concatenate([[1], rng.integers(2, 100, 500)]))
-    write_shard(d / "fineweb_val_bytes_000000.bin", np.concatenate([[0], np.full(500, 3)]))
-    (d / "tiny.lock.json").write_text('{"files": "as pgolf fetch writes them"}\n')
-    return d
+    return write_tiny_dataset(d)
 
 
 def pgolf(

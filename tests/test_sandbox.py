@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import pytest
+from fixtures_run import write_tiny_dataset
 
 from harness.isolation import inventory
 from harness.results import read_result
@@ -37,7 +37,6 @@ from harness.sandbox import (
     phase_spec,
     sandbox_level,
 )
-from harness.shards import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
 CHEAT = REPO / "tests" / "fake_trainers" / "cheat"
@@ -58,11 +57,7 @@ def data_dir(tmp_path: Path) -> Path:
     """A fresh tiny dataset per test (some attacks try to write it)."""
     d = tmp_path / "data"
     d.mkdir()
-    rng = np.random.default_rng(0)
-    write_shard(d / "fineweb_train_000000.bin", np.concatenate([[1], rng.integers(2, 100, 2000)]))
-    write_shard(d / "fineweb_val_000000.bin", np.concatenate([[1], rng.integers(2, 100, 500)]))
-    write_shard(d / "fineweb_val_bytes_000000.bin", np.concatenate([[0], np.full(500, 3)]))
-    return d
+    return write_tiny_dataset(d, lock=False)
 
 
 def sha(p: Path) -> str:
