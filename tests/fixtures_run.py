@@ -21,6 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -456,3 +459,19 @@ def write_tiny_dataset(d: Path, lock: bool = True) -> Path:
     if lock:
         (d / "tiny.lock.json").write_text('{"files": "as pgolf fetch writes them"}\n')
     return d
+
+
+def pgolf(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """``python -m harness ARGS`` as a user runs it (this checkout's harness first on the path)."""
+    repo = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd or repo,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+    )

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures_run import pgolf as run_pgolf
 
 from harness import __version__
 from harness.clidoc import command_reference, readme_block
 from harness.commands import COMMAND_MODULES, NOT_BUILT_EXIT, not_built
 from harness.variants import DEFAULT_VARIANT, VARIANTS
 
-
-def pgolf(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=120
-    )
+pgolf = functools.partial(run_pgolf, timeout=120)
 
 
 def test_version_and_help_list_every_command() -> None:

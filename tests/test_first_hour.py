@@ -10,7 +10,6 @@ training on two seeds in a row stops the run. The trainers are fakes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_run import pgolf
 
 from harness import crash
 from harness.preflight import PreflightError, preflight
@@ -42,17 +42,6 @@ def make_data(d: Path) -> Path:
     write_shard(d / "fineweb_val_bytes_000000.bin", np.where(val == 1, 0, 3))
     shutil.copy(TOKENIZER, d / TOKENIZER.name)
     return d
-
-
-def pgolf(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, **(env or {})},
-    )
 
 
 # ---------------------------------------------------------------- preflight

@@ -8,6 +8,7 @@ torchrun by the real CLI, one `pgolf run` per "pod", the two pods at once.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_run import pgolf as run_pgolf
 from fixtures_run import write_tiny_dataset
 
 from harness.pods import make_plan, task_yaml
@@ -29,17 +31,7 @@ TEMPLATE = REPO / "submission_template"
 IMAGE = "ghcr.io/example/pgolf@sha256:" + "ab" * 32
 
 
-def pgolf(
-    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-    )
+pgolf = functools.partial(run_pgolf, timeout=600)
 
 
 # ---------------------------------------------------------------- pgolf launch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_run import pgolf as run_pgolf
 
 from harness.fingerprint import file_sha256
 from harness.rehearsal_data import TOKENIZER, build, embedded, unigram_bpb
@@ -23,10 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_EMBEDDED_BYTES = 6_000_000
 
 
-def pgolf(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+pgolf = functools.partial(run_pgolf, timeout=600)
 
 
 def test_embedded_data_is_valid_small_and_verified() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from fixtures_run import write_tiny_dataset
+from fixtures_run import pgolf, write_tiny_dataset
 from foreground import as_foreground  # tests/ is on sys.path (rootdir conftest)
 
 from harness.results import load_schema, read_events, read_result
@@ -37,19 +37,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dataset in the challenge's shard format: one train shard, one val shard and its sidecar."""
     d = tmp_path_factory.mktemp("data")
     return write_tiny_dataset(d)
-
-
-def pgolf(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def run_fake(
