@@ -8,6 +8,7 @@ the one it computes itself from the val shards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -223,7 +224,9 @@ def test_extra_scores_are_refused_before_they_are_read(data_dir: Path) -> None:
         recv_frame(c)
         send_frame(c, {"op": "next", "max_targets": 100})
         head, _ = recv_frame(c)
-        send_frame(c, {"op": "nll", "index": 0}, np.ones(head["n_targets"] + 1, dtype="<f4"))
+        # The harness refuses on the header and may hang up before the array is sent.
+        with contextlib.suppress(BrokenPipeError):
+            send_frame(c, {"op": "nll", "index": 0}, np.ones(head["n_targets"] + 1, dtype="<f4"))
         head, _ = recv_frame(c)
         assert head["op"] == "error" and "extra scores" in head["message"]
         c.close()
