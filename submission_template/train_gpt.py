@@ -208,14 +208,16 @@ class Hyperparameters:
         self.EVAL_SEGMENT_TOKENS = _env("EVAL_SEGMENT_TOKENS", 32768)  # targets a segment may hold
         self.EVAL_BATCH_TOKENS = _env("EVAL_BATCH_TOKENS", 65536)  # window tokens per forward
         self.EVAL_LOG_EVERY_S = _env("EVAL_LOG_EVERY_S", 30.0)  # progress line interval
-        # score-first TTT: LoRA on these projections (q k v o up down) of these blocks ("" = all),
-        # Adam on a segment's targets only once it is committed; segments of TTT_CHUNK targets
+        # score-first TTT: segments of TTT_CHUNK targets scored as EVAL_MODE=doc scores them, by the
+        # model plus LoRA on these projections (q k v o up down) of these blocks ("" = all); once a
+        # segment is committed, TTT_STEPS Adam steps on its targets
         self.TTT_CONTEXT = _env("TTT_CONTEXT", "doc")  # doc | sliding: windows cut at doc starts?
         self.TTT_TARGETS = _env("TTT_TARGETS", "q,k,v,o,up,down")
         self.TTT_LAYERS = _env("TTT_LAYERS", "")
         self.TTT_RANK = _env("TTT_RANK", 8)
-        self.TTT_LR = _env("TTT_LR", 0.01)
-        self.TTT_CHUNK = _env("TTT_CHUNK", 256)
+        self.TTT_LR = _env("TTT_LR", 0.001)
+        self.TTT_CHUNK = _env("TTT_CHUNK", 1024)
+        self.TTT_STEPS = _env("TTT_STEPS", 1)
         self.TTT_RESET = _env("TTT_RESET", "doc")  # doc: fresh adapters per document | never
         self.TTT_SEED = _env("TTT_SEED", 0)  # adapters' A init (B starts at zero: base model)
 
@@ -1699,6 +1701,7 @@ class WindowScorer:
         self.next_start: int | None = None  # a rank's segments follow each other
         self.last_doc = NO_DOC  # document (its BOS position) of the last input scored
         self.h: Tensor | None = None  # last segment's final hidden states at its targets
+        self.input_doc = np.zeros(0, dtype=np.int64)  # last segment: each target's input's document
 
     def _windows(self, seg: Segment):
         """(windows (start, end, first target, end target, doc), stream position of seg.tokens[0])."""
@@ -1728,17 +1731,16 @@ class WindowScorer:
             nominal_end = ((q0 - 1) // self.stride + 1) * self.stride  # the group's last input + 1
             ws = max(start, d if self.docs else start, nominal_end - self.window)
             wins.append((ws, q1 - 1, q0, q1, d))
-        self.next_start, self.last_doc = e, int(doc[-1])
+        self.next_start, self.last_doc, self.input_doc = e, int(doc[-1]), doc
         return wins, start
 
     def _bank(self, doc: int) -> int:
         return 0
 
-    def _hidden(self, seg: Segment) -> tuple[Tensor, Tensor, list]:
-        """Final hidden states at the segment's targets (in order), the targets, the windows."""
-        wins, start = self._windows(seg)
-        full = np.asarray(seg.tokens, dtype=np.int64)
-        n, a, dev = seg.n_targets, seg.start, self.rt.device
+    def _run(self, wins: list, full: np.ndarray, start: int, first: int, n: int) -> Tensor:
+        """Final hidden states at targets first .. first+n-1 (in order), each from its window
+        (ws, we, q0, q1, doc): inputs full[ws-start : we-start] predict targets q0 .. q1-1."""
+        dev = self.rt.device
         order = sorted(range(len(wins)), key=lambda i: wins[i][0] - wins[i][1])  # longest first
         parts, where = [], []
         i = 0
@@ -1753,16 +1755,21 @@ class WindowScorer:
                 x[r, : we - ws] = full[ws - start : we - start]  # right padding: causal, unseen
                 rows += [r] * (q1 - q0)
                 cols += range(q0 - 1 - ws, q1 - 1 - ws)
-                where += range(q0 - a, q1 - a)
+                where += range(q0 - first, q1 - first)
             self.banks = torch.tensor([self._bank(wins[w][4]) for w in batch], device=dev)
             with self.rt.autocast():
                 h = self.model.hidden(torch.from_numpy(x).to(dev))
             parts.append(h[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)])
         pos = torch.empty(n, dtype=torch.long)
         pos[torch.tensor(where)] = torch.arange(n)
-        h = torch.cat(parts)[pos.to(dev)].float()
-        y = torch.from_numpy(full[a - start :]).to(dev)
-        return h, y, wins
+        return torch.cat(parts)[pos.to(dev)].float()
+
+    def _hidden(self, seg: Segment) -> tuple[Tensor, Tensor]:
+        """Final hidden states at the segment's targets (in order), and the targets."""
+        wins, start = self._windows(seg)
+        full = np.asarray(seg.tokens, dtype=np.int64)
+        h = self._run(wins, full, start, seg.start, seg.n_targets)
+        return h, torch.from_numpy(full[seg.context :]).to(self.rt.device)
 
     def _logp(self, h: Tensor) -> Tensor:
         """Log-probs from final hidden states, in fp32 (so an audit's recomputation matches)."""
@@ -1780,7 +1787,7 @@ class WindowScorer:
     @torch.no_grad()
     def score(self, seg: Segment) -> np.ndarray:
         self.model.eval()
-        h, y, _ = self._hidden(seg)
+        h, y = self._hidden(seg)
         self.h = h
         return self._nll(h, y).cpu().numpy().astype(np.float32)
 
@@ -1819,18 +1826,24 @@ TTT_PROJ = {"q": "attn.c_q", "k": "attn.c_k", "v": "attn.c_v", "o": "attn.proj",
 
 
 class TTTScorer(WindowScorer):
-    """Score-first test-time training: LoRA adapters (base weights frozen) trained with Adam, one
-    step per committed segment, on the loss its targets had when they were scored (the graph of
-    score() is kept until committed()). reset='doc': the adapters learn only from the document
-    being scored and start fresh (B = 0) at each new document; 'never': they learn from everything
-    committed on this rank. Either way a rank's first segment is scored by the artifact's weights."""
+    """Score-first test-time training. A segment of TTT_CHUNK targets is scored exactly as `doc`
+    (TTT_CONTEXT=sliding: as `sliding`) scores it, EVAL_STRIDE targets per window and no gradients,
+    by the model plus LoRA adapters (base weights frozen). Once its scores are committed, TTT_STEPS
+    Adam steps (TTT_LR) train the adapters on its targets, each predicted from up to `window` tokens
+    before it in one forward (a step costs about three flat forwards of the chunk, so learning adds
+    little to the cost of scoring it). TTT_RESET=doc: the adapters learn only from the document
+    being scored and start fresh (B = 0, the artifact's model) at each new document; never: one set
+    learns from everything this rank has committed. A rank's first segment is scored by the
+    artifact's weights either way."""
 
     def __init__(self, model: GPT, rt: Runtime, hp: Hyperparameters, window: int) -> None:
-        super().__init__(model, rt, window, min(hp.TTT_CHUNK, window), hp.TTT_CONTEXT == "doc",
+        super().__init__(model, rt, window, min(hp.EVAL_STRIDE, window), hp.TTT_CONTEXT == "doc",
                          hp.EVAL_BATCH_TOKENS, hp.TTT_CHUNK)  # fmt: skip
         if hp.TTT_RESET not in ("doc", "never") or hp.TTT_CONTEXT not in ("doc", "sliding"):
             raise TrainerError(f"TTT_RESET={hp.TTT_RESET!r} / TTT_CONTEXT={hp.TTT_CONTEXT!r}: expected "
                                "doc|never / doc|sliding")  # fmt: skip
+        if hp.TTT_CHUNK < 1 or hp.TTT_STEPS < 0:
+            raise TrainerError(f"TTT_CHUNK={hp.TTT_CHUNK} / TTT_STEPS={hp.TTT_STEPS}: expected >= 1 / >= 0")
         names = [s.strip() for s in hp.TTT_TARGETS.split(",") if s.strip()]
         if not names or any(s not in TTT_PROJ for s in names):
             raise TrainerError(f"TTT_TARGETS={hp.TTT_TARGETS!r}: expected a list of {', '.join(TTT_PROJ)}")
@@ -1848,11 +1861,11 @@ class TTTScorer(WindowScorer):
                 bank = LoRABank(lin.in_features, lin.out_features, hp.TTT_RANK, gen, rt.device)
                 self.adapters.append(bank)
                 self.hooks.append(lin.register_forward_hook(self._hook(bank)))
-        self.lr, self.reset_docs = hp.TTT_LR, hp.TTT_RESET == "doc"
+        self.lr, self.steps, self.reset_docs = hp.TTT_LR, hp.TTT_STEPS, hp.TTT_RESET == "doc"
         self.split_docs = self.docs or self.reset_docs
         self.params = [p for b in self.adapters for p in (b.A, b.B)]
         self.doc = NO_DOC - 1  # the document bank 0 has learnt from (none yet)
-        self.pending: tuple[Tensor, int, int] | None = None
+        self.pending: tuple | None = None  # what committed() learns from: (windows, first, n, doc)
         self.adam_t = 0
         self.moments = [(torch.zeros_like(p[0]), torch.zeros_like(p[0])) for p in self.params]
 
@@ -1873,29 +1886,35 @@ class TTTScorer(WindowScorer):
         return 1 if self.reset_docs and doc != self.doc else 0
 
     def score(self, seg: Segment) -> np.ndarray:
-        self.model.eval()
-        with torch.enable_grad():
-            h, y, wins = self._hidden(seg)
-            nll = self._nll(h, y)
-        self.h = h.detach()
-        # what committed() learns from: all targets, or (reset per document) the last document's
-        last_doc = max(wins, key=lambda w: w[2])[4]
-        a = min(w[2] for w in wins)
-        mask = torch.zeros(len(nll), dtype=torch.bool, device=nll.device)
-        for _, _, q0, q1, d in wins:
-            if not self.reset_docs or d == last_doc:
-                mask[q0 - a : q1 - a] = True
-        self.pending = (nll[mask].mean(), self._bank(last_doc), last_doc)
-        return nll.detach().cpu().numpy().astype(np.float32)
+        nll = super().score(seg)
+        self.pending = self._lesson(seg)
+        return nll
+
+    def _lesson(self, seg: Segment) -> tuple:
+        """The windows committed() trains on: the segment's targets (reset per document: those of
+        its last document), in rows of at most `window` targets, each row's inputs reaching back
+        `window` tokens (to the document's start under doc context)."""
+        a, e, doc = seg.start, seg.start + seg.n_targets, self.input_doc
+        first = a
+        if self.reset_docs and (doc != doc[-1]).any():
+            first = a + int(np.flatnonzero(doc != doc[-1])[-1]) + 1
+        cuts = set(range(first, e, self.window))
+        if self.docs:
+            cuts.update((a + np.flatnonzero(doc[1:] != doc[:-1]) + 1).tolist())
+        start = a - seg.context
+        wins = []
+        for q0, q1 in itertools.pairwise(sorted(c for c in cuts | {e} if c >= first)):
+            d = int(doc[q0 - a])
+            wins.append((max(start, d if self.docs else start, q1 - 1 - self.window), q1 - 1, q0, q1, d))
+        return wins, first, e - first, int(doc[-1])
 
     def committed(self, seg: Segment) -> None:
         if self.pending is None:
             return
-        loss, bank, doc = self.pending
+        wins, first, n, doc = self.pending
         self.pending = None
-        grads = torch.autograd.grad(loss, self.params)
         with torch.no_grad():
-            if bank == 1:  # a new document: its adapters start fresh, and so does Adam
+            if self.reset_docs and doc != self.doc:  # a new document: fresh adapters, fresh Adam
                 for b in self.adapters:
                     b.A[0].copy_(b.a_init)
                     b.B[0].zero_()
@@ -1903,15 +1922,26 @@ class TTTScorer(WindowScorer):
                     m.zero_()
                     v.zero_()
                 self.adam_t = 0
-            self.doc, self.adam_t = doc, self.adam_t + 1
-            b1, b2 = 0.9, 0.999
-            corr = math.sqrt(1 - b2**self.adam_t) / (1 - b1**self.adam_t)
-            g = [x[bank] for x in grads]
-            m, v = [mv[0] for mv in self.moments], [mv[1] for mv in self.moments]
-            torch._foreach_lerp_(m, g, 1 - b1)  # Adam, one launch per op for all adapters
-            torch._foreach_lerp_(v, torch._foreach_mul(g, g), 1 - b2)
-            denom = torch._foreach_add(torch._foreach_sqrt(v), 1e-8)
-            torch._foreach_addcdiv_([p[0] for p in self.params], m, denom, value=-self.lr * corr)
+        self.doc = doc  # so that _bank() picks bank 0 for every row below
+        full = np.asarray(seg.tokens, dtype=np.int64)
+        y = torch.from_numpy(full[first - seg.start + seg.context :]).to(self.rt.device)
+        for _ in range(self.steps):
+            with torch.enable_grad():
+                loss = self._nll(self._run(wins, full, seg.start - seg.context, first, n), y).mean()
+                grads = torch.autograd.grad(loss, self.params)
+            self._adam([g[0] for g in grads])
+
+    @torch.no_grad()
+    def _adam(self, g: list) -> None:
+        """One Adam step on bank 0 (one launch per op for all adapters)."""
+        b1, b2 = 0.9, 0.999
+        self.adam_t += 1
+        corr = math.sqrt(1 - b2**self.adam_t) / (1 - b1**self.adam_t)
+        m, v = [mv[0] for mv in self.moments], [mv[1] for mv in self.moments]
+        torch._foreach_lerp_(m, g, 1 - b1)
+        torch._foreach_lerp_(v, torch._foreach_mul(g, g), 1 - b2)
+        denom = torch._foreach_add(torch._foreach_sqrt(v), 1e-8)
+        torch._foreach_addcdiv_([p[0] for p in self.params], m, denom, value=-self.lr * corr)
 
 
 def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None, mode: str | None = None):

@@ -239,7 +239,7 @@ def test_ttt_learns_only_from_committed_segments(mode: str, model: Any, rt: Any,
     """Its first segment is the artifact's model (the same scorer without adapters); without
     committed() it never moves; with it, later scores change."""
     hp = _hp(mode)
-    base_hp = _hp("doc" if hp.TTT_CONTEXT == "doc" else "sliding", EVAL_STRIDE=hp.TTT_CHUNK)
+    base_hp = _hp("doc" if hp.TTT_CONTEXT == "doc" else "sliding")
     segs = _segments(stream, hp.TTT_CHUNK)
     base = _score_all(model, rt, base_hp, segs)
     adapted = _score_all(model, rt, hp, segs)
@@ -256,7 +256,7 @@ def test_ttt_lowers_the_loss_of_text_it_has_already_scored(model: Any, rt: Any, 
     doc = np.concatenate(([BOS], np.tile(piece, 8)))
     segs = _segments(doc, 32)
     hp = _hp("ttt", TTT_LR=0.02)
-    base = _score_all(model, rt, _hp("doc", EVAL_STRIDE=32), segs)
+    base = _score_all(model, rt, _hp("doc"), segs)
     adapted = _score_all(model, rt, hp, segs)
     assert adapted[-1].mean() < base[-1].mean() - 0.05
 
@@ -268,7 +268,7 @@ def test_ttt_reset_per_document_scores_a_new_document_with_the_artifacts_weights
     holds the end of one document and the start of another scores each with its own adapters."""
     hp = _hp("ttt")
     segs = _segments(stream, 200)  # several documents per segment: both banks in one forward
-    base = np.concatenate(_score_all(model, rt, _hp("doc", EVAL_STRIDE=hp.TTT_CHUNK), segs))
+    base = np.concatenate(_score_all(model, rt, _hp("doc"), segs))
     adapted = np.concatenate(_score_all(model, rt, hp, segs))
     starts = np.flatnonzero(stream == BOS)
     seg_starts = np.cumsum([0] + [s.n_targets for s in segs[:-1]]) + 1

@@ -31,19 +31,17 @@ FULL_GPUS = 8
 
 VARIANTS = [  # cheap first; TTT last, the default settings first among them
     "flat (evaluate):",
-    "sliding s512:EVAL_MODE=sliding,EVAL_STRIDE=512",
-    "sliding s256:EVAL_MODE=sliding,EVAL_STRIDE=256",
+    "flat:EVAL_MODE=flat",
     "sliding s64:EVAL_MODE=sliding,EVAL_STRIDE=64",
-    "doc s256:EVAL_MODE=doc,EVAL_STRIDE=256",
     "doc s64:EVAL_MODE=doc,EVAL_STRIDE=64",
     "ttt:EVAL_MODE=ttt",
     "ttt carry:EVAL_MODE=ttt,TTT_RESET=never",
-    "ttt chunk 512:EVAL_MODE=ttt,TTT_CHUNK=512",
-    "ttt lr 0.003:EVAL_MODE=ttt,TTT_LR=0.003",
-    "ttt lr 0.03:EVAL_MODE=ttt,TTT_LR=0.03",
-    "ttt q,v,up:EVAL_MODE=ttt,TTT_TARGETS=q,v,up",
-    "ttt carry sliding:EVAL_MODE=ttt,TTT_RESET=never,TTT_CONTEXT=sliding",
-    "ttt window 1024:EVAL_MODE=ttt,EVAL_WINDOW=1024",
+    "ttt lr 3e-4:EVAL_MODE=ttt,TTT_LR=0.0003",
+    "ttt lr 3e-3:EVAL_MODE=ttt,TTT_LR=0.003",
+    "ttt carry lr 3e-4:EVAL_MODE=ttt,TTT_RESET=never,TTT_LR=0.0003",
+    "ttt chunk 256:EVAL_MODE=ttt,TTT_CHUNK=256",
+    "ttt steps 3:EVAL_MODE=ttt,TTT_STEPS=3",
+    "ttt lr 1e-2:EVAL_MODE=ttt,TTT_LR=0.01",
 ]
 
 
