@@ -363,3 +363,29 @@ def test_stride_one_gives_each_target_exactly_the_window_before_it(
         with torch.no_grad():
             z = model.logits(model.hidden(torch.from_numpy(stream[lo:t])[None]))[0, -1]
         assert nll[t - 1] == pytest.approx(float(-torch.log_softmax(z, -1)[stream[t]]), abs=1e-4)
+
+
+def test_ttt_without_steps_scores_exactly_as_doc(model: Any, rt: Any, stream: np.ndarray) -> None:
+    """TTT's scoring is the doc scorer's (same windows, same stride): with TTT_STEPS=0 nothing is
+    learnt and every score is doc's; with the default one step, later segments differ."""
+    segs = _segments(stream, _hp("ttt").TTT_CHUNK)
+    doc = np.concatenate(_score_all(model, rt, _hp("doc"), segs))
+    np.testing.assert_allclose(np.concatenate(_score_all(model, rt, _hp("ttt", TTT_STEPS=0), segs)), doc,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    assert not np.allclose(np.concatenate(_score_all(model, rt, _hp("ttt"), segs)), doc, atol=1e-3)
+
+
+def test_carried_adapters_take_what_they_learnt_into_the_next_document(model: Any, rt: Any,
+                                                                      stream: np.ndarray) -> None:  # fmt: skip
+    """Two documents of the same text: carried adapters (TTT_RESET=never) score the second better
+    than the artifact's model, adapters reset per document score it exactly as the artifact's."""
+    piece = stream[stream != BOS][:96]
+    two = np.concatenate(([BOS], piece, [BOS], piece))
+    segs = _segments(two, 32)
+    second = slice(len(piece) + 1, None)  # the second document's targets (after its BOS): 98, ...
+    base = np.concatenate(_score_all(model, rt, _hp("doc"), segs))[second]
+    reset = np.concatenate(_score_all(model, rt, _hp("ttt", TTT_LR=0.02), segs))[second]
+    carried = np.concatenate(_score_all(model, rt, _hp("ttt", TTT_LR=0.02, TTT_RESET="never"), segs))[second]
+    # its first segment holds the first document's last target (its BOS) and 31 of its own
+    np.testing.assert_allclose(reset[:31], base[:31], rtol=1e-5, atol=1e-5)  # reset: fresh adapters
+    assert carried[:31].mean() < base[:31].mean() - 0.05
