@@ -4,7 +4,8 @@
 # 1. quality.sh's training, unchanged (full 11x512, 150 s, 262,144 tokens/step, dev val with its
 #    sidecar; EXPORT_COMPARE=0 only skips the comparison export after the shipped one), so the
 #    `final val_bpb` it prints (after export, flat) is quality.sh's number for this seed;
-#    log: $OUT/train_seed$SEED.log. SKIP_TRAIN=1 reuses the artifact already in /tmp/pg/quality.
+#    log: $OUT/train_seed$SEED.log. SKIP_TRAIN=1 reuses the artifact already in /tmp/pg/quality;
+#    KEEP_ARTIFACT=1 copies it to $OUT (to carry it into a later call: the machine is not kept).
 #    ARTIFACT_TARGET_BYTES defaults to 15,810,071, the automatic target of runs/25 (H100) and
 #    runs/26 (H200), whose trainer was 79,929 bytes: the scorers made the file longer, which would
 #    otherwise shrink the weights' budget and blur the comparison with those runs.
@@ -23,6 +24,7 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # gpu_prep.sh installs b
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   SEED=$SEED EXPORT_COMPARE=0 ARTIFACT_TARGET_BYTES=${ARTIFACT_TARGET_BYTES:-15810071} QUALITY_LOG=train_seed$SEED.log bash "$R/benchmarks/trainer/quality.sh" > /dev/null
   grep -E '^(trained|float|export\[|final)' "$OUT/train_seed$SEED.log"
+  if [ "${KEEP_ARTIFACT:-0}" = 1 ]; then cp /tmp/pg/quality/model.pgq "$OUT/model_seed$SEED.pgq"; fi
 fi
 cd /tmp/pg
 export EVAL_TTT_BUDGET_S=${EVAL_TTT_BUDGET_S:-$(( ${EVAL_TTT_TOTAL_S:-540} - $(date +%s) + T0 ))}
