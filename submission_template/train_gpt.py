@@ -199,9 +199,10 @@ class Hyperparameters:
         self.RANS_GROUPS = _env("RANS_GROUPS", "attn,mlp,embed")  # level streams: rANS, not brotli
         self.COMPRESS_CHUNK_BYTES = _env("COMPRESS_CHUNK_BYTES", 4 << 20)
         # eval scorers (issue 20; "Eval scorers" section): how each val target gets its context
-        # the eval phase's scorer, flat | sliding | doc | ttt; measured on the H200 (one artifact,
-        # benchmarks/trainer/runs/27): flat 1.13160, sliding stride 64 1.06928 at 41,796 tok/s on one
-        # GPU (full val on 8 GPUs ~143 s), doc stride 64 1.07143; ttt 1.21735 (worse) at 2,661 tok/s
+        # the eval phase's scorer, flat | sliding | doc | ttt. One artifact each (runs/27 H200, runs/29
+        # H100): sliding stride 64 0.060-0.062 bpb better than flat, full val on 8 GPUs ~143-191 s;
+        # doc 64 0.002 behind sliding; ttt (carried) a further 0.100 better than sliding on the proxy
+        # but ~930 s on 8 GPUs at 1024-target chunks: behind the flag until it fits the budget
         self.EVAL_MODE = _env("EVAL_MODE", "sliding")
         self.EVAL_WINDOW = _env("EVAL_WINDOW", 0)  # inputs per window; 0 = TRAIN_SEQ_LEN
         self.EVAL_STRIDE = _env("EVAL_STRIDE", 64)  # sliding / doc: targets per window
@@ -218,7 +219,9 @@ class Hyperparameters:
         self.TTT_LR = _env("TTT_LR", 0.001)
         self.TTT_CHUNK = _env("TTT_CHUNK", 1024)
         self.TTT_STEPS = _env("TTT_STEPS", 1)
-        self.TTT_RESET = _env("TTT_RESET", "doc")  # doc: fresh adapters per document | never
+        # never: one set of adapters learns from all this rank has scored; doc: fresh per document
+        # (on FineWeb's ~957-token documents most fit in one chunk, so they would learn nothing)
+        self.TTT_RESET = _env("TTT_RESET", "never")
         self.TTT_SEED = _env("TTT_SEED", 0)  # adapters' A init (B starts at zero: base model)
 
     def model_config(self) -> dict:
@@ -1947,8 +1950,8 @@ class TTTScorer(WindowScorer):
 def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None, mode: str | None = None):
     """The scorer EVAL_MODE (or `mode`) names: flat (chunks of TRAIN_SEQ_LEN; `fwd` a compiled
     nll_and_logits), sliding (EVAL_WINDOW inputs, EVAL_STRIDE targets per window, across documents),
-    doc (the same, cut at each document's start), ttt (score-first LoRA test-time training: worse
-    than sliding on the H200, benchmarks/trainer/runs/27, so off by default)."""
+    doc (the same, cut at each document's start), ttt (score-first LoRA test-time training: better
+    than sliding on the proxy, but over the eval budget at full size, benchmarks/trainer/runs/29)."""
     mode = mode or hp.EVAL_MODE
     window = hp.EVAL_WINDOW or hp.TRAIN_SEQ_LEN
     if mode == "flat":

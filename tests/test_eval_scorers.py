@@ -52,7 +52,8 @@ MODES: dict[str, dict[str, Any]] = {
     "flat": {},
     "sliding": {},
     "doc": {},
-    "ttt": {},
+    "ttt": {"TTT_RESET": "doc"},
+    "ttt-carry": {"TTT_RESET": "never"},
     "ttt-carry-sliding": {"TTT_RESET": "never", "TTT_CONTEXT": "sliding"},
 }
 
@@ -234,7 +235,7 @@ def test_logprob_rows_are_normalized_and_agree_with_the_scores(mode: str, model:
         scorer.close()
 
 
-@pytest.mark.parametrize("mode", ["ttt", "ttt-carry-sliding"])
+@pytest.mark.parametrize("mode", ["ttt", "ttt-carry", "ttt-carry-sliding"])
 def test_ttt_learns_only_from_committed_segments(mode: str, model: Any, rt: Any, stream: np.ndarray) -> None:
     """Its first segment is the artifact's model (the same scorer without adapters); without
     committed() it never moves; with it, later scores change."""
