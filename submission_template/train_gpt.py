@@ -1759,7 +1759,10 @@ class WindowScorer:
                 rows += [r] * (q1 - q0)
                 cols += range(q0 - 1 - ws, q1 - 1 - ws)
                 where += range(q0 - first, q1 - first)
-            self.banks = torch.tensor([self._bank(wins[w][4]) for w in batch], device=dev)
+            banks = [self._bank(wins[w][4]) for w in batch]
+            # one bank for the whole batch (always, when carried or training): a slice, whose
+            # backward is a copy, not the sort of an indexed gather's
+            self.banks = banks[0] if len(set(banks)) == 1 else torch.tensor(banks, device=dev)
             with self.rt.autocast():
                 h = self.model.hidden(torch.from_numpy(x).to(dev))
             parts.append(h[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)])
@@ -1820,7 +1823,9 @@ class LoRABank(nn.Module):
         self.A = nn.Parameter(self.a_init.expand(2, -1, -1).clone())
         self.B = nn.Parameter(torch.zeros(2, rank, d_out, device=device))
 
-    def delta(self, x: Tensor, banks: Tensor) -> Tensor:
+    def delta(self, x: Tensor, banks: Tensor | int) -> Tensor:
+        if isinstance(banks, int):
+            return (x @ self.A[banks].to(x.dtype)) @ self.B[banks].to(x.dtype)
         return torch.bmm(torch.bmm(x, self.A[banks].to(x.dtype)), self.B[banks].to(x.dtype))
 
 
