@@ -376,6 +376,14 @@ def test_ttt_without_steps_scores_exactly_as_doc(model: Any, rt: Any, stream: np
     assert not np.allclose(np.concatenate(_score_all(model, rt, _hp("ttt"), segs)), doc, atol=1e-3)
 
 
+def test_ttt_stops_learning_after_its_time_limit(model: Any, rt: Any, stream: np.ndarray) -> None:
+    """TTT_MAX_SECONDS: past it (here at once) nothing more is learnt, and the scores are doc's."""
+    segs = _segments(stream, _hp("ttt").TTT_CHUNK)
+    doc = np.concatenate(_score_all(model, rt, _hp("doc"), segs))
+    limited = np.concatenate(_score_all(model, rt, _hp("ttt-carry", TTT_MAX_SECONDS=1e-9), segs))
+    np.testing.assert_allclose(limited, doc, rtol=1e-5, atol=1e-5)
+
+
 def test_carried_adapters_take_what_they_learnt_into_the_next_document(model: Any, rt: Any,
                                                                       stream: np.ndarray) -> None:  # fmt: skip
     """Two documents of the same text: carried adapters (TTT_RESET=never) score the second better
