@@ -201,8 +201,9 @@ class Hyperparameters:
         # eval scorers (issue 20; "Eval scorers" section): how each val target gets its context
         # the eval phase's scorer, flat | sliding | doc | ttt. One artifact each (runs/27 H200, runs/29
         # H100): sliding stride 64 0.060-0.062 bpb better than flat, full val on 8 GPUs ~143-191 s;
-        # doc 64 0.002 behind sliding; ttt (carried) a further 0.100 better than sliding on the proxy
-        # but ~930 s on 8 GPUs at 1024-target chunks: behind the flag until it fits the budget
+        # doc 64 0.002 behind sliding; ttt (carried, chunk 1024) a further 0.100 better than sliding
+        # on the proxy (one seed; the proxy exaggerates it), ~489 s on 8 GPUs at chunk 4096 (runs/30):
+        # behind the flag until its gain at chunk 4096 is measured on a trained artifact
         self.EVAL_MODE = _env("EVAL_MODE", "sliding")
         self.EVAL_WINDOW = _env("EVAL_WINDOW", 0)  # inputs per window; 0 = TRAIN_SEQ_LEN
         self.EVAL_STRIDE = _env("EVAL_STRIDE", 64)  # sliding / doc: targets per window
