@@ -1843,8 +1843,8 @@ class TTTScorer(WindowScorer):
     (TTT_CONTEXT=sliding: as `sliding`) scores it, EVAL_STRIDE targets per window and no gradients,
     by the model plus LoRA adapters (base weights frozen). Once its scores are committed, TTT_STEPS
     Adam steps (TTT_LR) train the adapters on its targets, each predicted from up to `window` tokens
-    before it in one forward (a step costs about three flat forwards of the chunk, so learning adds
-    little to the cost of scoring it). TTT_RESET=doc: the adapters learn only from the document
+    before it, in one forward and backward (launch-bound in eager mode: ~0.1 s on an H100 whatever
+    the chunk's size, so the cost goes with the number of chunks; runs/29-30). TTT_RESET=doc: the adapters learn only from the document
     being scored and start fresh (B = 0, the artifact's model) at each new document; never: one set
     learns from everything this rank has committed. A rank's first segment is scored by the
     artifact's weights either way. After TTT_MAX_SECONDS of eval on a rank it stops learning and
