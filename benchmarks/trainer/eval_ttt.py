@@ -29,19 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 FULL_VAL_TARGETS = 47_851_520  # the full-size val set's targets (DESIGN: 47.85 M)
 FULL_GPUS = 8
 
-VARIANTS = [  # cheap first; TTT last, the default settings first among them
+VARIANTS = [  # cheap first, then TTT: the defaults (carried, chunk 4096, lr 2e-3) first among them
     "flat (evaluate):",
-    "flat:EVAL_MODE=flat",
     "sliding s64:EVAL_MODE=sliding,EVAL_STRIDE=64",
     "doc s64:EVAL_MODE=doc,EVAL_STRIDE=64",
     "ttt:EVAL_MODE=ttt",
-    "ttt carry:EVAL_MODE=ttt,TTT_RESET=never",
-    "ttt lr 3e-4:EVAL_MODE=ttt,TTT_LR=0.0003",
-    "ttt lr 3e-3:EVAL_MODE=ttt,TTT_LR=0.003",
-    "ttt carry lr 3e-4:EVAL_MODE=ttt,TTT_RESET=never,TTT_LR=0.0003",
-    "ttt chunk 256:EVAL_MODE=ttt,TTT_CHUNK=256",
-    "ttt steps 3:EVAL_MODE=ttt,TTT_STEPS=3",
-    "ttt lr 1e-2:EVAL_MODE=ttt,TTT_LR=0.01",
+    "ttt s128:EVAL_MODE=ttt,EVAL_STRIDE=128",
+    "ttt c1024 lr 1e-3:EVAL_MODE=ttt,TTT_CHUNK=1024,TTT_LR=0.001",
+    "ttt reset c1024 lr 1e-3:EVAL_MODE=ttt,TTT_RESET=doc,TTT_CHUNK=1024,TTT_LR=0.001",
 ]
 
 
