@@ -1844,9 +1844,9 @@ class TTTScorer(WindowScorer):
     by the model plus LoRA adapters (base weights frozen). Once its scores are committed, TTT_STEPS
     Adam steps (TTT_LR) train the adapters on its targets, each predicted from up to `window` tokens
     before it, in one forward and backward (launch-bound in eager mode: ~0.1 s on an H100 whatever
-    the chunk's size, so the cost goes with the number of chunks; runs/29-30). TTT_RESET=doc: the adapters learn only from the document
-    being scored and start fresh (B = 0, the artifact's model) at each new document; never: one set
-    learns from everything this rank has committed. A rank's first segment is scored by the
+    the chunk's size, so the cost goes with the number of chunks; runs/29-30). TTT_RESET=doc: the
+    adapters learn only from the document being scored and start fresh (B = 0, the artifact's
+    model) at each new document; never: one set learns from everything this rank has committed. A rank's first segment is scored by the
     artifact's weights either way. After TTT_MAX_SECONDS of eval on a rank it stops learning and
     scores the rest with the adapters as they are, so the eval ends inside its budget."""
 
@@ -1969,7 +1969,8 @@ def make_scorer(model: GPT, hp: Hyperparameters, rt: Runtime, fwd=None, mode: st
     """The scorer EVAL_MODE (or `mode`) names: flat (chunks of TRAIN_SEQ_LEN; `fwd` a compiled
     nll_and_logits), sliding (EVAL_WINDOW inputs, EVAL_STRIDE targets per window, across documents),
     doc (the same, cut at each document's start), ttt (score-first LoRA test-time training: better
-    than sliding on the proxy, but over the eval budget at full size, benchmarks/trainer/runs/29)."""
+    than sliding on the proxy at 1024-target chunks, runs/29; its default 4096-target chunks fit the
+    eval budget, runs/30, but their gain is not measured yet, so it is not the default)."""
     mode = mode or hp.EVAL_MODE
     window = hp.EVAL_WINDOW or hp.TRAIN_SEQ_LEN
     if mode == "flat":

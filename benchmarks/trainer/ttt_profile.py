@@ -35,7 +35,7 @@ def main() -> int:
     for i in range(n_segs + 10):
         seg = source.next(scorer.max_targets, scorer.context)
         if seg is None:
-            break
+            raise SystemExit(f"the val stream holds {i} segments: expected SEGMENTS + 10 = {n_segs + 10}")
         if i == n_segs:  # the last 10 under the profiler
             prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                                       torch.profiler.ProfilerActivity.CUDA])  # fmt: skip
