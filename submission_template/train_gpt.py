@@ -227,6 +227,9 @@ class Hyperparameters:
         # never: one set of adapters learns from all this rank has scored; doc: fresh per document
         # (on FineWeb's ~957-token documents most fit in one chunk, so they would learn nothing)
         self.TTT_RESET = _env("TTT_RESET", "never")
+        # carried adapters (and Adam's moments) averaged over the ranks at k/P of each rank's range,
+        # k = 1..P-1, so a rank also scores with what the others learnt; 0 or 1 = each rank alone
+        self.TTT_SYNC_PHASES = _env("TTT_SYNC_PHASES", 0)
         self.TTT_SEED = _env("TTT_SEED", 0)  # adapters' A init (B starts at zero: base model)
 
     def model_config(self) -> dict:
@@ -1517,6 +1520,7 @@ class ScoreClient:
             raise TrainerError(f"{ENV_SCORE_SOCKET}={path}: cannot connect ({e.strerror})") from None
         send_frame(self.sock, {"op": "hello", "rank": rank, "world": world})
         self.welcome, _ = recv_frame(self.sock)
+        self.targets = int(self.welcome["targets"])  # this rank's
 
     def next(self, max_targets: int, context: int) -> Segment | None:
         send_frame(self.sock, {"op": "next", "max_targets": int(max_targets), "context": int(context)})
@@ -1585,6 +1589,7 @@ class LocalSegments:
         starts = np.flatnonzero(self.tokens == 1)
         self.doc_starts = starts[starts > 0]
         self.pos, self.end = rank_ranges(self.doc_starts, len(self.tokens), world)[rank]
+        self.targets = self.end - self.pos  # this rank's, as the harness's welcome says
         self.index = 0
 
     def next(self, max_targets: int, context: int) -> Segment | None:
@@ -1604,7 +1609,26 @@ class LocalSegments:
         pass
 
 
-class FlatScorer:
+class Scorer:
+    """What score_stream calls, per rank: begin() with the rank's number of targets; for each
+    segment score(), logprobs() when the harness audits it, committed() once its scores are
+    committed; finish() after the last one; close() always (see "Eval scorers" below). Only an
+    adaptive scorer (TTT) does anything in begin, committed and finish."""
+
+    def begin(self, rank_targets: int) -> None:
+        pass
+
+    def committed(self, seg: Segment) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FlatScorer(Scorer):
     """EVAL_MODE=flat: the val stream in fixed chunks of TRAIN_SEQ_LEN from its start (chunk k
     predicts positions k*L+1 .. k*L+L from the chunk's own tokens), exactly as if it were scored
     whole: a segment asks for the context back to its first chunk's start, so its NLLs do not
@@ -1662,12 +1686,6 @@ class FlatScorer:
         rows = [self.logits[f // per][f % per] for f in flat]
         return torch.log_softmax(torch.stack(rows).float(), dim=-1).cpu().numpy()
 
-    def committed(self, seg: Segment) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
 
 # ----------------------------------------------------------------------------------------------
 # Eval scorers: what score_stream calls for each segment of a rank's contiguous range of the val
@@ -1684,7 +1702,7 @@ BOS_ID = 1
 NO_DOC = -(1 << 62)  # the document of inputs before the first BOS in view (a position none can have)
 
 
-class WindowScorer:
+class WindowScorer(Scorer):
     """EVAL_MODE=sliding / doc: each target is predicted from a window of at most `window` inputs
     ending just before it. Targets are grouped on a grid of `stride` from the stream's start (group
     g: positions g*stride+1 .. (g+1)*stride); a group's window is the `window` inputs ending at the
@@ -1809,12 +1827,6 @@ class WindowScorer:
         idx = torch.as_tensor(np.asarray(target_indices, dtype=np.int64), device=self.rt.device)
         return self._logp(self.h[idx]).cpu().numpy().astype(np.float32)
 
-    def committed(self, seg: Segment) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
 
 class LoRABank(nn.Module):
     """Low-rank adapters for one projection: bank 0 is the adapter in use (carried), bank 1 a fresh
@@ -1858,6 +1870,9 @@ class TTTScorer(WindowScorer):
                                "doc|never / doc|sliding")  # fmt: skip
         if hp.TTT_CHUNK < 1 or hp.TTT_STEPS < 0:
             raise TrainerError(f"TTT_CHUNK={hp.TTT_CHUNK} / TTT_STEPS={hp.TTT_STEPS}: expected >= 1 / >= 0")
+        if hp.TTT_SYNC_PHASES < 0 or (hp.TTT_SYNC_PHASES > 1 and hp.TTT_RESET == "doc"):
+            raise TrainerError(f"TTT_SYNC_PHASES={hp.TTT_SYNC_PHASES}: expected >= 0, and 0 or 1 with "
+                               "TTT_RESET=doc (fresh adapters per document have nothing to share)")  # fmt: skip
         names = [s.strip() for s in hp.TTT_TARGETS.split(",") if s.strip()]
         if not names or any(s not in TTT_PROJ for s in names):
             raise TrainerError(f"TTT_TARGETS={hp.TTT_TARGETS!r}: expected a list of {', '.join(TTT_PROJ)}")
@@ -1884,6 +1899,8 @@ class TTTScorer(WindowScorer):
         self.pending: tuple | None = None  # what committed() learns from: (windows, first, n, doc)
         self.adam_t = 0
         self.moments = [(torch.zeros_like(p[0]), torch.zeros_like(p[0])) for p in self.params]
+        self.phases, self.synced = max(1, hp.TTT_SYNC_PHASES), 0
+        self.rank_targets, self.done_targets = 0, 0  # this rank's range (begin()), committed so far
 
     def _hook(self, bank: LoRABank):
         def add(mod, args, out):
@@ -1925,7 +1942,36 @@ class TTTScorer(WindowScorer):
             wins.append((max(start, d if self.docs else start, q1 - 1 - self.window), q1 - 1, q0, q1, d))
         return wins, first, e - first, int(doc[-1])
 
+    def begin(self, rank_targets: int) -> None:
+        self.rank_targets = rank_targets
+
     def committed(self, seg: Segment) -> None:
+        self._learn(seg)
+        self.done_targets += seg.n_targets
+        due = min(self.phases - 1, self.done_targets * self.phases // max(1, self.rank_targets))
+        while self.synced < due:  # phase k ends once k/P of this rank's targets are committed
+            self._average()
+
+    def finish(self) -> None:
+        """Join the phase syncs this rank has not reached (a range of fewer segments than phases):
+        every rank makes the same P-1 all-reduces, in the same order."""
+        while self.synced < self.phases - 1:
+            self._average()
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """One phase sync: bank 0's adapters and Adam moments become their mean over the ranks. Each
+        rank's share was learnt only from segments it had committed, so this stays score-first."""
+        self.synced += 1
+        if not self.rt.distributed:
+            return
+        ts = [p[0] for p in self.params] + [t for mv in self.moments for t in mv]
+        flat = self.rt.all_reduce_(torch.cat([t.reshape(-1) for t in ts])).div_(self.rt.world)
+        for t, f in zip(ts, flat.split([t.numel() for t in ts]), strict=True):
+            t.copy_(f.view_as(t))
+        self.rt.log(f"ttt sync {self.synced}/{self.phases - 1}: adapters averaged over {self.rt.world} ranks")
+
+    def _learn(self, seg: Segment) -> None:
         if self.pending is None:
             return
         wins, first, n, doc = self.pending
@@ -1989,7 +2035,8 @@ def score_stream(scorer, source, rt: Runtime, log_every_s: float = 0.0) -> dict:
     """The eval loop: next segment, score it, hand the NLLs over, learn from it once committed."""
     sums, n_targets, n_bytes = [], 0, 0
     t0 = last = time.perf_counter()
-    total = getattr(source, "targets", None)
+    total = source.targets
+    scorer.begin(total)
     while (seg := source.next(scorer.max_targets, scorer.context)) is not None:
         nll = scorer.score(seg)
         if nll.shape != (seg.n_targets,) or not np.isfinite(nll).all():
@@ -2001,9 +2048,10 @@ def score_stream(scorer, source, rt: Runtime, log_every_s: float = 0.0) -> dict:
         n_bytes += int(seg.target_bytes.sum(dtype=np.int64))
         if log_every_s and time.perf_counter() - last > log_every_s:
             last, el = time.perf_counter(), time.perf_counter() - t0
-            eta = f", ETA {(total - n_targets) * el / n_targets:.0f}s" if total else ""
-            rt.log(f"eval rank {rt.rank}: {n_targets:,d}/{total or 0:,d} targets, {el:.0f}s, "
+            eta = f", ETA {(total - n_targets) * el / n_targets:.0f}s"
+            rt.log(f"eval rank {rt.rank}: {n_targets:,d}/{total:,d} targets, {el:.0f}s, "
                    f"{n_targets / el:,.0f} tok/s{eta}")  # fmt: skip
+    scorer.finish()
     source.close()
     tot = torch.tensor([math.fsum(sums), n_targets, n_bytes], dtype=torch.float64)
     if rt.distributed:

@@ -74,12 +74,11 @@ def _threads() -> Iterator[None]:
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def model() -> Any:
+def tiny_model(rt: Any) -> Any:
     """A random tiny model: every matrix non-zero (the trainer zero-inits output projections)."""
     hp = _hp()
     torch.manual_seed(0)
-    m = T.build_model(hp.model_config(), hp, T.Runtime(hp))
+    m = T.build_model(hp.model_config(), hp, rt)
     with torch.no_grad():
         for p in m.parameters():
             if p.ndim == 2:
@@ -87,13 +86,7 @@ def model() -> Any:
     return m
 
 
-@pytest.fixture(scope="module")
-def rt() -> Any:
-    return T.Runtime(_hp())
-
-
-@pytest.fixture(scope="module")
-def stream(proxy_dir: Path) -> np.ndarray:
+def proxy_stream(proxy_dir: Path) -> np.ndarray:
     """Real text as a short val stream: the first 20-150 tokens of each of the first 12 documents
     of the proxy val split (each opens with BOS), so segments hold several documents."""
     f = proxy_dir / "sp8192_caseops" / "fineweb_val_000000.bin"
@@ -103,6 +96,21 @@ def stream(proxy_dir: Path) -> np.ndarray:
     starts = np.flatnonzero(toks == BOS)[:12]
     lengths = [20 + (37 * i) % 131 for i in range(len(starts))]
     return np.concatenate([toks[s : s + n] for s, n in zip(starts, lengths, strict=True)])
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    return tiny_model(T.Runtime(_hp()))
+
+
+@pytest.fixture(scope="module")
+def rt() -> Any:
+    return T.Runtime(_hp())
+
+
+@pytest.fixture(scope="module")
+def stream(proxy_dir: Path) -> np.ndarray:
+    return proxy_stream(proxy_dir)
 
 
 def _segments(tokens: np.ndarray, max_targets: int, context: int = 64) -> list[Any]:
@@ -398,3 +406,51 @@ def test_carried_adapters_take_what_they_learnt_into_the_next_document(model: An
     # its first segment holds the first document's last target (its BOS) and 31 of its own
     np.testing.assert_allclose(reset[:31], base[:31], rtol=1e-5, atol=1e-5)  # reset: fresh adapters
     assert carried[:31].mean() < base[:31].mean() - 0.05
+
+
+def test_phase_syncs_need_ranks_to_share_with(model: Any, rt: Any, stream: np.ndarray) -> None:
+    """One process: TTT_SYNC_PHASES changes nothing (there is no other rank to learn from)."""
+    segs = _segments(stream, _hp("ttt").TTT_CHUNK)
+    alone = np.concatenate(_score_all(model, rt, _hp("ttt-carry"), segs))
+    synced = np.concatenate(_score_all(model, rt, _hp("ttt-carry", TTT_SYNC_PHASES=4), segs))
+    np.testing.assert_array_equal(synced, alone)
+    for word, value, reset in [("TTT_SYNC_PHASES", -1, "never"), ("TTT_SYNC_PHASES", 2, "doc")]:
+        with pytest.raises(T.TrainerError, match=word):
+            T.make_scorer(model, _hp("ttt", **{word: value, "TTT_RESET": reset}), rt).close()
+
+
+@pytest.mark.slow
+def test_phase_syncs_average_the_ranks_adapters_after_what_each_has_scored(
+    proxy_dir: Path, tmp_path: Path
+) -> None:
+    """2 gloo ranks, carried TTT with P phases: each rank makes exactly P-1 syncs, at k/P of its own
+    range (P=40: more phases than it has segments, so one commit ends several, and none hangs);
+    after each, both ranks hold the mean of what they held before it. Until its first sync a rank
+    scores exactly as it does alone; after it, with what the other rank learnt."""
+    proxy_stream(proxy_dir)  # skips without the proxy data
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).with_name("ttt_sync_rank.py")), str(proxy_dir), str(tmp_path), "0", "3", "40"]  # fmt: skip
+    p = subprocess.run(
+        cmd, env={**env, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = {(r, n): np.load(tmp_path / f"rank{r}_P{n}.npz") for r in (0, 1) for n in (0, 3, 40)}
+    for n in (3, 40):
+        for r in (0, 1):
+            total = int(run[r, n]["range"][0])
+            at = run[r, n]["at"]
+            assert len(at) == n - 1
+            # sync k follows the commit that reaches k/P of the range
+            assert all(a * n >= (k + 1) * total for k, a in enumerate(at))
+        mean = (run[0, n]["before"] + run[1, n]["before"]) / 2
+        np.testing.assert_allclose(run[0, n]["after"], mean, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(run[0, n]["after"], run[1, n]["after"])
+        assert not np.allclose(run[0, n]["before"][0], run[1, n]["before"][0])  # they had learnt apart
+    for r in (0, 1):
+        alone, synced = run[r, 0]["nll"], run[r, 3]["nll"]
+        scored = np.flatnonzero(np.isfinite(alone))
+        assert np.isfinite(synced[scored]).all() and scored.size == int(run[r, 3]["range"][0])
+        first_sync = scored[0] + int(run[r, 3]["at"][0])  # stream position where phase 2 starts
+        np.testing.assert_array_equal(synced[scored[scored < first_sync]], alone[scored[scored < first_sync]])
+        assert not np.allclose(synced[scored[scored >= first_sync]], alone[scored[scored >= first_sync]])
