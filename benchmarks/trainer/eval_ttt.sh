@@ -15,6 +15,8 @@
 # variants then get what is left of EVAL_TTT_TOTAL_S (default 540 s, leaving room for gpu_prep.sh in
 # the same 10-minute call), start-up and artifact load included; a variant whose mode already ran
 # too slowly to fit is skipped. Rows are written to $OUT as they finish: a kill at the limit keeps them.
+# 3. EVAL_RANKS=8: eval_ranks.py then scores it as 8 ranks would (TTT alone and with phase syncs),
+#    all on this GPU; table: $OUT/eval_ranks_seed$SEED.md.
 set -euo pipefail
 SEED=${1:?usage: eval_ttt.sh SEED [variants]}
 shift
@@ -31,3 +33,9 @@ export EVAL_TTT_BUDGET_S=${EVAL_TTT_BUDGET_S:-$(( ${EVAL_TTT_TOTAL_S:-540} - $(d
 DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
 TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model \
 python3 "$R/benchmarks/trainer/eval_ttt.py" "$OUT/eval_ttt_seed$SEED" "$@" 2>&1 | tee "$OUT/eval_ttt_seed$SEED.log"
+if [ -n "${EVAL_RANKS:-}" ]; then  # 3. the same artifact as EVAL_RANKS ranks score it (eval_ranks.py)
+  DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
+  TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model \
+  python3 -m torch.distributed.run --standalone --nproc_per_node="$EVAL_RANKS" \
+    "$R/benchmarks/trainer/eval_ranks.py" "$OUT/eval_ranks_seed$SEED" 2>&1 | grep -v '^W' | tail -n 20
+fi
