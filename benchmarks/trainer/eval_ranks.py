@@ -25,7 +25,11 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_ttt import load_trainer, parse_variant
 
-VARIANTS = ["ttt alone:EVAL_MODE=ttt", "ttt sync 4:EVAL_MODE=ttt,TTT_SYNC_PHASES=4"]
+VARIANTS = [
+    "ttt alone:EVAL_MODE=ttt",
+    "ttt sync 4:EVAL_MODE=ttt,TTT_SYNC_PHASES=4",
+    "ttt sync 16:EVAL_MODE=ttt,TTT_SYNC_PHASES=16",
+]
 
 
 def main() -> int:
