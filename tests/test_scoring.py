@@ -391,18 +391,31 @@ def test_scorer_nlls_do_not_depend_on_segments_or_ranks(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "eval_env",
+    [{}, {"EVAL_MODE": "ttt", "TTT_CHUNK": "512", "TTT_SYNC_PHASES": "3"}],
+    ids=["sliding", "ttt-synced"],
+)
 def test_reference_trainer_witnessed_score_equals_its_own(
-    proxy_dir: Path, tokenizers_dir: Path, tmp_path: Path
+    eval_env: dict[str, str], proxy_dir: Path, tokenizers_dir: Path, tmp_path: Path
 ) -> None:
     """2 processes, real text: `pgolf run` (v2) witnesses the score; the same artifact evaluated by
-    the trainer alone from the val shards (v1, 2 processes) gives the same val_bpb."""
+    the trainer alone from the val shards (v1, 2 processes) gives the same val_bpb. Also with
+    score-first TTT whose ranks average their adapters in phases: every audit passes (the causality
+    replay runs other ranks, with their own syncs) and the score is the same."""
     from harness.rehearse import TINY_PRESET
 
     data = proxy_dir / "sp8192_caseops"
     if not (data / "manifest.json").is_file():
         pytest.skip(f"proxy CaseOps data not found at {data}")
     limit = "8192"
-    env = {**TINY_PRESET, "ITERATIONS": "3", "MAX_WALLCLOCK_SECONDS": "600", "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **TINY_PRESET,
+        "ITERATIONS": "3",
+        "MAX_WALLCLOCK_SECONDS": "600",
+        "CUDA_VISIBLE_DEVICES": "",
+        **eval_env,
+    }
     out = tmp_path / "run"
     args = [sys.executable, "-m", "harness", "run", str(TRAINER.parent), "--data-dir", str(data)]
     args += ["--out", str(out), "--seeds", "1", "--nproc", "2", "--quiet", "--val-token-limit", limit]
@@ -414,6 +427,8 @@ def test_reference_trainer_witnessed_score_equals_its_own(
     assert r["score_source"] == "witnessed" and r["val_tokens"] == int(limit)
     for rule in ("score_coverage", "score_order", "normalization", "causality", "claimed_score"):
         assert v[rule][0] == "pass", (rule, v[rule])
+    if "TTT_SYNC_PHASES" in eval_env:  # rank 0 logs each phase's sync
+        assert "ttt sync 2/2: adapters averaged over 2 ranks" in (out / "train_seed1.log").read_text()
     # The trainer on its own: v1, val shards in DATA_PATH, same artifact, same 2 processes.
     val = tmp_path / "val"
     val.mkdir()
