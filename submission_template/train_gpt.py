@@ -1953,8 +1953,8 @@ class TTTScorer(WindowScorer):
             self._average()
 
     def finish(self) -> None:
-        """Join the phase syncs this rank has not reached (a range of fewer segments than phases):
-        every rank makes the same P-1 all-reduces, in the same order."""
+        """Join the phase syncs this rank has not made (only a rank with no targets has any left
+        after its last commit): every rank makes the same P-1 all-reduces, in the same order."""
         while self.synced < self.phases - 1:
             self._average()
 
