@@ -28,7 +28,6 @@ from eval_ttt import load_trainer, parse_variant
 VARIANTS = [
     "ttt alone:EVAL_MODE=ttt",
     "ttt sync 4:EVAL_MODE=ttt,TTT_SYNC_PHASES=4",
-    "ttt sync 16:EVAL_MODE=ttt,TTT_SYNC_PHASES=16",
 ]
 
 
