@@ -393,7 +393,7 @@ def test_scorer_nlls_do_not_depend_on_segments_or_ranks(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "eval_env",
-    [{}, {"EVAL_MODE": "ttt", "TTT_CHUNK": "512", "TTT_SYNC_PHASES": "3"}],
+    [{"EVAL_MODE": "sliding"}, {"EVAL_MODE": "ttt", "TTT_CHUNK": "512", "TTT_SYNC_PHASES": "3"}],
     ids=["sliding", "ttt-synced"],
 )
 def test_reference_trainer_witnessed_score_equals_its_own(

@@ -1,8 +1,9 @@
 """One rank of test_eval_scorers' phase-sync test, started by torch.distributed.run (gloo).
 
-usage: ttt_sync_rank.py PROXY_DIR OUT_DIR P [P ...]
-Scores the tiny model's proxy stream through score_stream (this rank's LocalSegments) with carried
-TTT once per P in the list (TTT_SYNC_PHASES=P), and writes OUT_DIR/rank{r}_P{P}.npz: the rank's
+usage: ttt_sync_rank.py PROXY_DIR OUT_DIR SPEC [SPEC ...]
+Scores the tiny model's proxy stream through score_stream (this rank's LocalSegments) with TTT once
+per SPEC: P (carried adapters, TTT_SYNC_PHASES=P) or doc:P (TTT_RESET=doc), and writes
+OUT_DIR/rank{r}_P{SPEC}.npz: the rank's
 NLLs by stream position, where each sync happened (targets committed so far), and the adapters as
 one vector just before and just after each sync (recorded around the scorer's own _average).
 """
@@ -31,8 +32,12 @@ def adapters(scorer: Any) -> np.ndarray:
     return torch.cat([p[0].detach().reshape(-1) for p in scorer.params]).numpy().copy()
 
 
-def score(model: Any, rt: Any, tokens: np.ndarray, phases: int, out: Path) -> None:
-    scorer = T.make_scorer(model, _hp("ttt-carry", TTT_SYNC_PHASES=phases), rt)
+def score(model: Any, rt: Any, tokens: np.ndarray, spec: str, out: Path) -> None:
+    """spec: P (carried adapters, TTT_SYNC_PHASES=P) or doc:P (the same, reset per document)."""
+    reset, _, phases = spec.rpartition(":")
+    scorer = T.make_scorer(
+        model, _hp("ttt-carry", TTT_SYNC_PHASES=int(phases), TTT_RESET=reset or "never"), rt
+    )
     before: list[np.ndarray] = []
     after: list[np.ndarray] = []
     at: list[int] = []
@@ -50,7 +55,7 @@ def score(model: Any, rt: Any, tokens: np.ndarray, phases: int, out: Path) -> No
         T.score_stream(scorer, source, rt)
     finally:
         scorer.close()
-    np.savez(out / f"rank{rt.rank}_P{phases}.npz", nll=source.nll, at=np.array(at, dtype=np.int64),
+    np.savez(out / f"rank{rt.rank}_P{spec}.npz", nll=source.nll, at=np.array(at, dtype=np.int64),
              before=np.array(before), after=np.array(after), range=np.array([source.targets]))  # fmt: skip
 
 
@@ -58,8 +63,8 @@ def main() -> None:
     proxy, out = Path(sys.argv[1]), Path(sys.argv[2])
     rt = T.Runtime(_hp())
     model, tokens = tiny_model(rt), proxy_stream(proxy)
-    for phases in [int(a) for a in sys.argv[3:]]:
-        score(model, rt, tokens, phases, out)
+    for spec in sys.argv[3:]:
+        score(model, rt, tokens, spec, out)
     rt.close()
 
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_ttt import load_trainer, parse_variant
 
 VARIANTS = [
-    "ttt alone:EVAL_MODE=ttt",
-    "ttt sync 4:EVAL_MODE=ttt,TTT_SYNC_PHASES=4",
+    "ttt alone:EVAL_MODE=ttt,TTT_SYNC_PHASES=0",
+    "ttt (defaults, 4 phases):EVAL_MODE=ttt",
 ]
 
 

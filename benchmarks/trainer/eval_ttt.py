@@ -29,14 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 FULL_VAL_TARGETS = 47_851_520  # the full-size val set's targets (DESIGN: 47.85 M)
 FULL_GPUS = 8
 
-VARIANTS = [  # cheap first, then TTT: the defaults (carried, chunk 4096, lr 2e-3) first among them
+VARIANTS = [  # cheap first, then TTT: the defaults (carried, chunk 4096, lr 4e-3) first among them
     "flat (evaluate):",
     "sliding s64:EVAL_MODE=sliding,EVAL_STRIDE=64",
     "doc s64:EVAL_MODE=doc,EVAL_STRIDE=64",
     "ttt:EVAL_MODE=ttt",
+    "ttt lr 2e-3:EVAL_MODE=ttt,TTT_LR=0.002",
     "ttt s128:EVAL_MODE=ttt,EVAL_STRIDE=128",
-    "ttt c1024 lr 1e-3:EVAL_MODE=ttt,TTT_CHUNK=1024,TTT_LR=0.001",
-    "ttt reset c1024 lr 1e-3:EVAL_MODE=ttt,TTT_RESET=doc,TTT_CHUNK=1024,TTT_LR=0.001",
 ]
 
 

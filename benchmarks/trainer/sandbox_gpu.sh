@@ -3,7 +3,7 @@
 # NCCL when NPROC > 1) inside the bubblewrap sandbox and the same run with --no-sandbox, in one
 # call; prints each run's isolation, step time and witnessed score (eval protocol v2: the eval
 # phase, and the causality replay after it, get the val set only through the scoring socket bound
-# into the sandbox; the trainer's default EVAL_MODE, sliding stride 64), and the step time ratio.
+# into the sandbox; EVAL_MODE, default sliding stride 64 as measured), and the step time ratio.
 # Run from the repo root after gpu_prep.sh (data in /tmp/pg/all, brotli in /tmp/site).
 # Carried besides gpu_prep.sh's files: .carry/deb/bubblewrap_*.deb (as for bwrap_probe.sh; `apt-get download bubblewrap`),
 # unpacked with dpkg -x into /tmp/bwrap (no network, no apt there); the harness finds it via PGOLF_BWRAP.
@@ -32,7 +32,8 @@ for mode in sandbox no-sandbox; do
   start=$(date +%s)
   python3 -m harness run "$R/submission_template" "${flag[@]}" --data-dir /tmp/pg/all --tokenizer "$TOK" \
     --seeds 1 --nproc "$NPROC" --out "$OUT/$mode" --train-limit-s "$TRAIN_S" --eval-limit-s 600 --quiet \
-    --env TRAIN_BATCH_TOKENS=262144 --env STEP_LOG_EVERY=25 --env EXPORT_RESERVE_SECONDS=0 || true
+    --env TRAIN_BATCH_TOKENS=262144 --env STEP_LOG_EVERY=25 --env EXPORT_RESERVE_SECONDS=0 \
+    --env EVAL_MODE="${EVAL_MODE:-sliding}" || true
   echo "$mode: $(( $(date +%s) - start )) s wall for the whole run"
   tail -n 5 "$OUT/$mode/train_seed1.log"
 done
