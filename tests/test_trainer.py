@@ -107,8 +107,12 @@ def trained(staged: dict[str, Path], tokenizers_dir: Path) -> dict:
 
 
 def _eval(staged: dict[str, Path], art: Path, tokenizers_dir: Path, nproc: int, name: str, **extra: str):
+    """The eval phase with the sliding scorer (TTT's adapters learn from each rank's own range, so
+    its score depends on the number of ranks; its own tests: tests/test_eval_scorers.py)."""
     result = staged["root"] / f"result_{name}.json"
-    env = dict(TINY, PGOLF_PHASE="eval", DATA_PATH=str(staged["val"]), ARTIFACT_DIR=str(art))
+    env = dict(
+        TINY, PGOLF_PHASE="eval", DATA_PATH=str(staged["val"]), ARTIFACT_DIR=str(art), EVAL_MODE="sliding"
+    )
     env.update(RESULT_PATH=str(result), TOKENIZER_PATH=str(tokenizers_dir / CASEOPS_TOKENIZER), **extra)
     p = _run(env, nproc=nproc)
     return p, result
@@ -162,8 +166,8 @@ def test_eval_is_the_same_on_two_processes(
     assert p.returncode == 0, p.stderr[-3000:]
     two = json.loads(result.read_text())
     one = evaluated_1proc["result"]
-    # Every target's NLL is the same on any number of ranks (the flat scorer chunks the stream
-    # from its start, wherever segments begin); only the float64 sums group differently.
+    # Every target's NLL is the same on any number of ranks (the sliding scorer's windows sit on a
+    # grid from the stream's start, wherever segments begin); only the float64 sums group differently.
     assert (two["val_tokens"], two["val_bytes"]) == (one["val_tokens"], one["val_bytes"])
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-12)
     assert two["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-12)

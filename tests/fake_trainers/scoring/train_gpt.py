@@ -143,9 +143,10 @@ def main():
     sock.close()
     # Each rank writes its part; rank 0 adds them up (no process group in this fake).
     out = os.environ.get("RESULT_PATH", "")
-    if out:
-        with open(f"{out}.rank{rank}", "w") as f:
+    if out:  # written whole, then renamed: rank 0 must never read a half-written part
+        with open(f"{out}.rank{rank}.tmp", "w") as f:
             json.dump([nll_sum, n_targets, n_bytes], f)
+        os.replace(f"{out}.rank{rank}.tmp", f"{out}.rank{rank}")
     if rank == 0 and out:
         import time
 
