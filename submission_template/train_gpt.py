@@ -1860,9 +1860,11 @@ class TTTScorer(WindowScorer):
     before it, in one forward and backward (launch-bound in eager mode: ~0.1 s on an H100 whatever
     the chunk's size, so the cost goes with the number of chunks; runs/29-30). TTT_RESET=doc: the
     adapters learn only from the document being scored and start fresh (B = 0, the artifact's
-    model) at each new document; never: one set learns from everything this rank has committed. A rank's first segment is scored by the
-    artifact's weights either way. After TTT_MAX_SECONDS of eval on a rank it stops learning and
-    scores the rest with the adapters as they are, so the eval ends inside its budget."""
+    model) at each new document; never: one set learns from everything this rank has committed,
+    and with TTT_SYNC_PHASES the ranks average theirs at k/P of their ranges. A rank's first
+    segment is scored by the artifact's weights either way. After TTT_MAX_SECONDS of eval on a rank
+    it stops learning and scores the rest with the adapters as they are, so the eval ends inside
+    its budget."""
 
     def __init__(self, model: GPT, rt: Runtime, hp: Hyperparameters, window: int) -> None:
         super().__init__(model, rt, window, min(hp.EVAL_STRIDE, window), hp.TTT_CONTEXT == "doc",
