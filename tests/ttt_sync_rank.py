@@ -3,9 +3,9 @@
 usage: ttt_sync_rank.py PROXY_DIR OUT_DIR SPEC [SPEC ...]
 Scores the tiny model's proxy stream through score_stream (this rank's LocalSegments) with TTT once
 per SPEC: P (carried adapters, TTT_SYNC_PHASES=P) or doc:P (TTT_RESET=doc), and writes
-OUT_DIR/rank{r}_P{SPEC}.npz: the rank's
-NLLs by stream position, where each sync happened (targets committed so far), and the adapters as
-one vector just before and just after each sync (recorded around the scorer's own _average).
+OUT_DIR/rank{r}_P{SPEC}.npz: the rank's NLLs by stream position, where each sync happened (targets
+committed so far), and the adapters as one vector just before and just after each sync (recorded
+around the scorer's own _average).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_ttt import load_trainer, parse_variant
+from eval_ttt import load_trainer, parse_variant, variant_hparams
 
 VARIANTS = [
     "ttt alone:EVAL_MODE=ttt,TTT_SYNC_PHASES=0",
@@ -46,9 +46,7 @@ def main() -> int:
     tokens, tok_bytes, _ = T.load_validation(hp)
     rows = []
     for name, settings in [parse_variant(v) for v in (sys.argv[2:] or VARIANTS)]:
-        vhp = T.Hyperparameters()
-        for k, v in settings.items():
-            setattr(vhp, k, type(getattr(vhp, k))(v))
+        vhp = variant_hparams(T, name, settings)
         dist.barrier()
         t0 = time.perf_counter()
         res = T.evaluate(model, tokens, tok_bytes, vhp, rt, mode=vhp.EVAL_MODE)

@@ -76,6 +76,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, settings
 
 
+def variant_hparams(T: Any, name: str, settings: dict[str, str]) -> Any:
+    """The trainer's Hyperparameters (from the environment) with a variant's settings on top."""
+    hp = T.Hyperparameters()
+    for k, v in settings.items():
+        if not hasattr(hp, k):
+            raise SystemExit(f"variant {name!r}: unknown hyperparameter {k}")
+        setattr(hp, k, type(getattr(hp, k))(v))
+    return hp
+
+
 def table(rows: list[Row]) -> str:
     head = "| variant | settings | val_bpb | vs flat | eval s | tokens/s | full val, 8 GPUs (s) |\n"
     head += "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
@@ -110,11 +120,7 @@ def main() -> int:
     rate: dict[str, float] = {}  # last tokens/s per mode: what the budget check estimates from
     flat_bpb = None
     for name, settings in variants:
-        vhp = T.Hyperparameters()
-        for k, v in settings.items():
-            if not hasattr(vhp, k):
-                raise SystemExit(f"variant {name!r}: unknown hyperparameter {k}")
-            setattr(vhp, k, type(getattr(vhp, k))(v))
+        vhp = variant_hparams(T, name, settings)
         mode = "evaluate" if not settings else vhp.EVAL_MODE
         left = budget - (time.perf_counter() - t_start)
         text = ",".join(f"{k}={v}" for k, v in settings.items())

@@ -30,12 +30,10 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 cd /tmp/pg
 export EVAL_TTT_BUDGET_S=${EVAL_TTT_BUDGET_S:-$(( ${EVAL_TTT_TOTAL_S:-540} - $(date +%s) + T0 ))}
-DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
-TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model \
+export DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
+  TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model
 python3 "$R/benchmarks/trainer/eval_ttt.py" "$OUT/eval_ttt_seed$SEED" "$@" 2>&1 | tee "$OUT/eval_ttt_seed$SEED.log"
 if [ -n "${EVAL_RANKS:-}" ]; then  # 3. the same artifact as EVAL_RANKS ranks score it (eval_ranks.py)
-  DATA_PATH=/tmp/pg/all ARTIFACT_DIR=/tmp/pg/quality \
-  TOKENIZER_PATH=$R/.carry/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model \
   python3 -m torch.distributed.run --standalone --nproc_per_node="$EVAL_RANKS" \
     "$R/benchmarks/trainer/eval_ranks.py" "$OUT/eval_ranks_seed$SEED" 2>&1 | grep -v '^W' | tail -n 20
 fi
